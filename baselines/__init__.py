@@ -1,0 +1,1 @@
+"""Re-implementations of the paper's baselines, registered in :mod:`interir.registry`."""

@@ -1,0 +1,32 @@
+"""Process-wide defaults: offline and telemetry switches, headless plotting, thread counts.
+
+Set by the project itself (not only in CI) so that every entry point behaves the same on
+a machine without network access. Existing environment values win.
+"""
+
+from __future__ import annotations
+
+import os
+
+OFFLINE_DEFAULTS = {
+    "HF_HUB_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "MPLBACKEND": "Agg",
+    "TQDM_MININTERVAL": "1",
+}
+
+
+class UserError(Exception):
+    """Bad input from the user (a file, a flag, a params key): reported as one line."""
+
+
+def apply_defaults() -> None:
+    for key, value in OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def tracking_uri() -> str:
+    """MLflow tracking URI: $MLFLOW_TRACKING_URI, else the embedded SQLite file."""
+    return os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
