@@ -19,6 +19,7 @@ per sample and channel as H(x) = P x Q, its adjoint as H^T(y) = P^T y Q^T.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -29,27 +30,34 @@ import torch.nn.functional as F
 OpFactory = Callable[[int], nn.Module]
 
 
+def no_autocast(device_type: str) -> contextlib.AbstractContextManager:
+    """Disable autocast on ``device_type``; a no-op on devices without autocast (``meta``, used for MAC counts)."""
+    if device_type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, enabled=False)
+
+
 def _fp32(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(t.float() for t in ts)
 
 
 def kron_apply(x: torch.Tensor, P: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
     """H(x) = P x Q per sample and channel, always in float32 (also under autocast)."""
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with no_autocast(x.device.type):
         x32, P32, Q32 = _fp32(x, P, Q)
         return torch.matmul(torch.matmul(P32, x32), Q32).to(x.dtype)
 
 
 def kron_adjoint(y: torch.Tensor, P: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
     """H^T(y) = P^T y Q^T per sample and channel, in float32."""
-    with torch.autocast(device_type=y.device.type, enabled=False):
+    with no_autocast(y.device.type):
         y32, P32, Q32 = _fp32(y, P, Q)
         return torch.matmul(torch.matmul(P32.transpose(-1, -2), y32), Q32.transpose(-1, -2)).to(y.dtype)
 
 
 def normalize_matrix(M: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """L2-normalise each (sample, channel) matrix over all its entries, in float32 with eps."""
-    with torch.autocast(device_type=M.device.type, enabled=False):
+    with no_autocast(M.device.type):
         M32 = M.float()
         norm = M32.flatten(-2).norm(dim=-1).clamp_min(eps)[..., None, None]
         return M32 / norm
@@ -63,7 +71,7 @@ class InitModule(nn.Module):
         self.mult = nn.Conv2d(channels, channels, 1)
 
     def forward(self, z: torch.Tensor):
-        with torch.autocast(device_type=z.device.type, enabled=False):
+        with no_autocast(z.device.type):
             z32 = z.float()
             P = normalize_matrix(torch.matmul(z32, z32.transpose(-1, -2)))
             Q = normalize_matrix(torch.matmul(z32.transpose(-1, -2), z32))
@@ -122,7 +130,9 @@ class UnfoldingNet(nn.Module):
         stages.append(UnfoldingStage(make_image_update(width, op), None, None))
         self.stages = nn.ModuleList(stages)
         proj = nn.Identity() if width == grid else nn.Conv2d(width, grid, 1)
-        self.up = nn.Sequential(proj, nn.PixelShuffle(down), nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=False))
+        self.up = nn.Sequential(
+            proj, nn.PixelShuffle(down), nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=False)
+        )
 
     def forward(self, inp: torch.Tensor, return_intermediates: bool = False) -> Any:
         h, w = inp.shape[-2:]
