@@ -33,7 +33,7 @@ import numpy as np
 from pipelines.config import DEFAULT_PARAMS, PROFILES, SynthesizeConfig, load_params
 from pipelines.degradations import Levels, degrade, load_depth, proxy_depth
 from pipelines.env import UserError
-from pipelines.imageio import read_image, write_image, write_text
+from pipelines.imageio import read_image, to_uint8, write_image, write_text
 from pipelines.sources import Source, group_near_duplicates, list_clean_sources, resolve_data_root, thumbnail
 
 MANIFEST_COLUMNS = ("file", "target", "source", "split", "combination", "haze", "rain", "noise", "seed", "sha256")
@@ -135,7 +135,8 @@ def load_source(source: Source, crop: int, depth_proxy: str) -> tuple[np.ndarray
                             f"{img.shape[1]}x{img.shape[0]}")
         depth = depth[top : top + ch, left : left + cw]
         depth_origin = "file"
-    img = np.ascontiguousarray(img[top : top + ch, left : left + cw])
+    # Quantise once: the degraded image is made from exactly the pixels of the clean target on disk.
+    img = to_uint8(img[top : top + ch, left : left + cw]).astype(np.float32) / np.float32(255.0)
     if source.depth is None:
         depth = proxy_depth(img, depth_proxy)
     return img, np.ascontiguousarray(depth), depth_origin
@@ -162,7 +163,7 @@ def run_source(task: SourceTask) -> list[dict]:
     out = Path(task.out)
     target = f"clean/{src.id}.png"
     write_image(out / target, img)
-    rows = [{"file": target, "target": target, "source": src.id, "split": "clean", "sha256": _file_sha256(out / target)}]
+    rows = [{"file": target, "source": src.id, "split": "clean", "sha256": _file_sha256(out / target)}]
     for job in task.jobs:
         degraded = degrade(img, job.levels, depth, job.seed)
         write_image(out / job.file, degraded)
@@ -223,11 +224,23 @@ def plan_jobs(test: list[str], train: list[str], cfg: SynthesizeConfig) -> dict[
 # ----------------------------------------------------------------------------- contact sheet
 
 
+def severity_levels(combination: str, severity: float, cfg: SynthesizeConfig) -> Levels:
+    """Levels at ``severity`` in [0, 1] of each params range (haze: 1 = lowest visibility); 'clean' = all off."""
+    parts = set(combination.split("+"))
+
+    def at(lo: float, hi: float) -> float:
+        return round(lo + severity * (hi - lo), 2)
+
+    return Levels(
+        haze=at(cfg.haze_range[1], cfg.haze_range[0]) if "haze" in parts else 0.0,
+        rain=at(*cfg.rain_range) if "rain" in parts else 0.0,
+        noise=at(*cfg.noise_range) if "noise" in parts else 0.0,
+    )
+
+
 def contact_sheet(img: np.ndarray, depth: np.ndarray, cfg: SynthesizeConfig, source_id: str) -> np.ndarray:
     """Grid: rows = mild / severe levels, columns = clean + the 7 combinations (uint8 RGB)."""
     from PIL import Image, ImageDraw, ImageFont
-
-    from pipelines.imageio import to_uint8
 
     tile = 160
     h, w = img.shape[:2]
@@ -244,13 +257,7 @@ def contact_sheet(img: np.ndarray, depth: np.ndarray, cfg: SynthesizeConfig, sou
         y = pad + r * (th + label_h + pad)
         draw.text((pad, y + th // 2), name, fill="black", font=font)
         for c, comb in enumerate(cols):
-            parts = set(comb.split("+"))
-            lv = Levels(
-                haze=round(cfg.haze_range[1] - s * (cfg.haze_range[1] - cfg.haze_range[0]), 2) if "haze" in parts else 0,
-                rain=round(cfg.rain_range[0] + s * (cfg.rain_range[1] - cfg.rain_range[0]), 2) if "rain" in parts else 0,
-                noise=round(cfg.noise_range[0] + s * (cfg.noise_range[1] - cfg.noise_range[0]), 2)
-                if "noise" in parts else 0,
-            )
+            lv = severity_levels(comb, s, cfg)
             _, seed = sample_streams(cfg.seed, source_id, "contact", r * len(cols) + c)
             out = to_uint8(degrade(img, lv, depth, seed))
             x = 60 + pad + c * (tw + pad)
@@ -305,9 +312,28 @@ def _remove_stale(out: Path, keep: set[str]) -> int:
     return removed
 
 
+def validate_config(cfg: SynthesizeConfig) -> None:
+    """Reject params the stage cannot honour, naming the key."""
+    from pipelines.degradations import DEPTH_PROXIES
+
+    if cfg.depth_proxy not in DEPTH_PROXIES:
+        raise UserError(f"params synthesize.depth_proxy: {cfg.depth_proxy!r} is not one of {', '.join(DEPTH_PROXIES)}")
+    for name, (lo, hi), top in (("haze_range", cfg.haze_range, math.inf), ("rain_range", cfg.rain_range, 300.0),
+                                ("noise_range", cfg.noise_range, 255.0)):
+        if not (0 <= lo <= hi <= top) or (name == "haze_range" and lo <= 0):
+            raise UserError(f"params synthesize.{name}: [{lo:g}, {hi:g}] must satisfy "
+                            f"{'0 < lo' if name == 'haze_range' else '0 <= lo'} <= hi <= {top:g}")
+    if not 0 <= cfg.test_fraction < 1:
+        raise UserError(f"params synthesize.test_fraction: {cfg.test_fraction} must be in [0, 1)")
+    for name in ("max_train_sources", "max_test_sources", "train_pairs_per_source", "crop", "workers"):
+        if getattr(cfg, name) < 0:
+            raise UserError(f"params synthesize.{name}: must be >= 0")
+
+
 def synthesize(cfg: SynthesizeConfig, out: Path, data_root: Path | None, patch: int, workers: int,
                profile: str = "", log=print) -> dict:
     """Run the stage; returns the meta dict written to ``meta.json``."""
+    validate_config(cfg)
     sources = list_clean_sources(data_root)
     base = data_root if data_root is not None else sources[0].path.parent
     n_workers = workers if workers > 0 else (os.cpu_count() or 1)
