@@ -223,7 +223,7 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS, profile: str | None = 
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models) or not models:
         raise ConfigError(f"params key models: expected a non-empty list of model names, got {models!r}")
     seeds = raw["seeds"]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
         raise ConfigError(f"params key seeds: expected a non-empty list of integers, got {seeds!r}")
     sections = {name: resolve_section(cls, raw[name], prof, name) for name, cls in _SECTIONS.items()}
     return Params(profile=prof, models=tuple(models), seeds=tuple(seeds), **sections)

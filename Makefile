@@ -1,0 +1,47 @@
+# interir-bench: the README's two commands.
+#   make repro   install into .venv, run the DVC pipeline on the params profile (default smoke)
+#   make test    install into .venv, run the fast test suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(abspath $(VENV))/bin
+PYTHON ?= python3
+
+# Offline and telemetry switches, set by the project itself (see README, "Offline use").
+export HF_HUB_OFFLINE := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export DVC_NO_ANALYTICS := 1
+export MPLBACKEND := Agg
+
+.PHONY: install repro test test-all lint bench ui clean
+
+# Reinstall when the dependency list or the lock changes. constraints.txt pins every
+# package (pip freeze of a working install); the machine's own pip config may add caps.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade-strategy only-if-needed -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+repro: install
+	@start=$$(date +%s); \
+	PATH="$(BIN):$$PATH" dvc repro && \
+	echo "Done in $$(( $$(date +%s) - start )) s. Report: $(abspath reports/index.html)"; \
+	echo "Runs: 'make ui' (MLflow UI on http://127.0.0.1:5000)"
+
+test: install
+	PATH="$(BIN):$$PATH" $(PY) -m pytest -q
+
+test-all: install
+	PATH="$(BIN):$$PATH" $(PY) -m pytest -q -m "slow or not slow"
+
+lint: install
+	$(BIN)/ruff check interir baselines pipelines tests benchmarks
+
+ui: install
+	$(BIN)/interir-bench ui
+
+clean:
+	rm -rf results checkpoints reports/index.html reports/tables reports/figures datasets/mdir mlflow.db mlruns

@@ -1,0 +1,187 @@
+"""DVC stage ``evaluate@<model>-<seed>``: score a trained model on the MDIR test set (and SDIR sets).
+
+For every test pair: pad to the model's stride (reflect), forward, crop, clamp, quantise
+to uint8, then PSNR/SSIM on RGB and on Y (:mod:`pipelines.metrics`). Writes a per-image
+CSV (image, set, combination, levels, metrics, runtime), an aggregate ``metrics.json``
+(DVC metrics) and a few restored images for the report's visual comparisons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipelines import checkpoint as ckpt_io
+from pipelines import env
+from pipelines.config import load_params
+from pipelines.env import UserError
+from pipelines.imageio import read_image, write_image, write_text
+from pipelines.inference import restore_tensor
+from pipelines.metrics import METRIC_KEYS, Scorer
+from pipelines.pairs import Pair, data_version, read_manifest
+from pipelines.train import run_name
+
+CSV_COLUMNS = ("image", "set", "combination", "haze", "rain", "noise", *METRIC_KEYS, "runtime_s")
+
+
+def _to_tensor(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()
+
+
+def evaluate_pairs(
+    model: torch.nn.Module,
+    pairs: list[Pair],
+    set_name: str,
+    stride: int,
+    tile: int = 0,
+    overlap: int = 32,
+    scorer: Scorer | None = None,
+    keep: int = 0,
+    sample_dir: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Per-image rows for ``pairs``; the first ``keep`` restorations are saved under ``sample_dir``."""
+    from tqdm.auto import tqdm
+
+    scorer = scorer or Scorer()
+    model.eval()
+    rows = []
+    for i, pair in enumerate(tqdm(pairs, desc=f"eval {set_name}", dynamic_ncols=True, leave=False)):
+        x_np, y_np = read_image(pair.input), read_image(pair.target)
+        if x_np.shape != y_np.shape:
+            raise UserError(f"{pair.input}: size {x_np.shape[:2]} does not match its target {pair.target}")
+        x = _to_tensor(x_np)
+        t0 = time.perf_counter()
+        out = restore_tensor(model, x, stride=stride, tile=tile, overlap=overlap)
+        runtime = time.perf_counter() - t0
+        scores = scorer(out, _to_tensor(y_np))
+        rows.append({
+            "image": pair.name, "set": set_name, "combination": pair.combination,
+            "haze": pair.haze, "rain": pair.rain, "noise": pair.noise,
+            **{k: float(v[0]) for k, v in scores.items()}, "runtime_s": runtime,
+        })
+        if sample_dir is not None and i < keep:
+            write_image(sample_dir / f"{set_name}_{i:03d}.png", out[0].permute(1, 2, 0).numpy())
+    return rows
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means per set, and per combination within a set."""
+    out: dict[str, Any] = {}
+    for set_name in sorted({r["set"] for r in rows}):
+        sel = [r for r in rows if r["set"] == set_name]
+        entry: dict[str, Any] = {"n": len(sel), **{k: float(np.mean([r[k] for r in sel])) for k in METRIC_KEYS}}
+        combos = sorted({r["combination"] for r in sel if r["combination"]})
+        if combos:
+            entry["by_combination"] = {
+                c: {k: float(np.mean([r[k] for r in sel if r["combination"] == c])) for k in METRIC_KEYS}
+                for c in combos
+            }
+        entry["runtime_s"] = float(np.median([r["runtime_s"] for r in sel]))
+        out[set_name] = entry
+    return out
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
+    write_text(path, buf.getvalue())
+
+
+def sdir_sets(data_root: Path | None) -> dict[str, list[Pair]]:
+    """Real single-degradation pairs found under the data root (none without one)."""
+    if data_root is None:
+        return {}
+    try:
+        from pipelines import sdir
+    except ImportError:
+        return {}
+    found = {}
+    for name, (layout, folder) in sdir.find_sdir_sets(data_root).items():
+        found[name] = [Pair(p.input, p.target, p.id) for p in sdir.load_pairs(layout, folder)]
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    env.apply_defaults()
+    p = argparse.ArgumentParser(prog="interir-bench evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--profile", choices=("smoke", "small", "paper"))
+    p.add_argument("--data", default="datasets/mdir", help="synthesized set (manifest.csv)")
+    p.add_argument("--train-dir", default="results/train", help="where train wrote <model>-s<seed>/model.pt")
+    p.add_argument("--checkpoint", help="evaluate this checkpoint instead")
+    p.add_argument("--data-root", help="real benchmark images (for the SDIR sets); default: params/INTERIR_DATA")
+    p.add_argument("--out", default="results/eval", help="results go to OUT/<model>-s<seed>/")
+    p.add_argument("--no-mlflow", action="store_true")
+    a = p.parse_args(argv)
+    params = load_params(a.params, a.profile)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    name = run_name(a.model, a.seed)
+    ckpt_path = Path(a.checkpoint) if a.checkpoint else Path(a.train_dir) / name / "model.pt"
+    state = ckpt_io.load(ckpt_path, expect_model=a.model)
+    model = ckpt_io.build_model(state, ckpt_path)
+    from interir.registry import get_card
+
+    card = get_card(a.model)
+    out_dir = Path(a.out) / name
+    scorer = Scorer()
+    cfg = params.evaluate
+    sets = {"MDIR": read_manifest(a.data, "test")}
+    root = _data_root(a.data_root, params.data.root)
+    sets.update(sdir_sets(root))
+    rows: list[dict[str, Any]] = []
+    for set_name, pairs in sets.items():
+        rows += evaluate_pairs(model, pairs, set_name, card.stride, cfg.tile, cfg.tile_overlap, scorer,
+                               keep=cfg.save_images, sample_dir=out_dir / "samples")
+    agg = aggregate(rows)
+    dver = data_version(a.data)
+    metrics = {"model": a.model, "seed": a.seed, "profile": params.profile, "data_version": dver,
+               "checkpoint_step": int(state["step"]), "sets": agg}
+    write_csv(out_dir / "per_image.csv", rows)
+    write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    if not a.no_mlflow:
+        from pipelines import tracking
+
+        tags = tracking.run_tags("evaluate", a.model, params.profile, a.seed, dver)
+        tags["train_run_id"] = str(state.get("mlflow_run_id") or "")
+        with tracking.tracked_run(params.profile, f"evaluate:{a.model}:s{a.seed}", tags) as run:
+            import mlflow
+
+            mlflow.log_params({"model": a.model, "preset": state.get("preset", ""), "seed": a.seed,
+                               "profile": params.profile, "checkpoint": str(ckpt_path)})
+            flat = {}
+            for set_name, e in agg.items():
+                for k in METRIC_KEYS:
+                    flat[f"{set_name}/{k}"] = e[k]
+                for c, m in e.get("by_combination", {}).items():
+                    for k in METRIC_KEYS:
+                        flat[f"{set_name}/{c}/{k}"] = m[k]
+                flat[f"{set_name}/runtime_s"] = e["runtime_s"]
+            mlflow.log_metrics({k.replace("+", "_"): v for k, v in flat.items()})
+            mlflow.log_artifact(str(out_dir / "per_image.csv"))
+            _ = run
+    mdir = agg["MDIR"]
+    print(f"{a.model} (seed {a.seed}) MDIR: PSNR {mdir['psnr']:.2f} dB, SSIM {mdir['ssim']:.4f} "
+          f"over {mdir['n']} images -> {out_dir / 'metrics.json'}")
+    return 0
+
+
+def _data_root(cli: str | None, param: str) -> Path | None:
+    try:
+        from pipelines.sources import resolve_data_root
+    except ImportError:
+        return None
+    return resolve_data_root(cli, param)

@@ -1,0 +1,78 @@
+"""Shared fixtures: a tiny synthesized-set lookalike, a params file, the data root."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.env import apply_defaults
+
+apply_defaults()
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_root() -> Path | None:
+    """The real benchmark images (``$INTERIR_DATA`` or ``../shared/data``), if present."""
+    cand = os.environ.get("INTERIR_DATA") or str(REPO.parent / "shared" / "data")
+    return Path(cand) if Path(cand).is_dir() else None
+
+
+@pytest.fixture
+def data_root() -> Path:
+    root = shared_data_root()
+    if root is None:
+        pytest.skip("real benchmark images not found (set INTERIR_DATA or place ../shared/data)")
+    return root
+
+
+def make_tiny_mdir(root: Path, n_train: int = 4, n_test: int = 2, size: int = 48, seed: int = 0) -> Path:
+    """A manifest-compatible set: noisy crops of a real photo (enough for loop tests)."""
+    from skimage import data
+
+    from pipelines.imageio import write_image
+    from pipelines.pairs import MANIFEST_COLUMNS
+
+    rng = np.random.default_rng(seed)
+    photo = data.astronaut().astype(np.float32) / 255.0
+    rows = []
+    for split, n in (("train", n_train), ("test", n_test)):
+        for i in range(n):
+            top, left = rng.integers(0, photo.shape[0] - size, size=2)
+            clean = photo[top : top + size, left : left + size]
+            sigma = float(rng.uniform(10, 30))
+            noisy = np.clip(clean + rng.normal(0, sigma / 255, clean.shape), 0, 1)
+            f, t = f"{split}/{i}.png", f"clean/{split}_{i}.png"
+            write_image(root / f, noisy)
+            write_image(root / t, clean)
+            rows.append({"file": f, "target": t, "source": f"astronaut_{i}", "split": split,
+                         "combination": "noise", "haze": 0, "rain": 0, "noise": round(sigma, 3), "seed": i,
+                         "sha256": hashlib.sha256((root / f).read_bytes()).hexdigest()})
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+@pytest.fixture
+def tiny_mdir(tmp_path: Path) -> Path:
+    return make_tiny_mdir(tmp_path / "mdir")
+
+
+def write_params(path: Path, **train_overrides) -> Path:
+    """A copy of the repository's params.yaml with smoke training values overridden."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["profile"] = "smoke"
+    raw["train"]["smoke"].update(train_overrides)
+    path.write_text(yaml.safe_dump(raw))
+    return path
