@@ -22,6 +22,7 @@ _MODEL_MODULES = (
     "interir.model",
     "baselines.deepsn_net",
     "baselines.fdtanet",
+    "baselines.conv_alternatives",
 )
 
 
