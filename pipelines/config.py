@@ -82,8 +82,10 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class ProfilingConfig:
-    size: int
-    repeats: int
+    size: int  # square input side for MACs and latency (paper: 256)
+    repeats: int  # CPU latency = median of this many batch-1 forwards
+    paper_preset: bool  # also count params and MACs at the paper preset (meta device, no allocation)
+    paper_full: bool  # ... and run fvcore + CPU latency at the paper preset (real tensors; slow)
 
 
 @dataclass(frozen=True)

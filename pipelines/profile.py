@@ -1,0 +1,311 @@
+"""``interir-bench profile``: parameters, MACs and CPU latency of a registered model (or the DVC stage).
+
+Convention (the paper's Table 8 "FLOPs" are ptflops MACs at 256x256): **MACs of one forward
+pass at 1x3xSIZExSIZE** (SIZE = 256 by default), one multiply-accumulate = 1.
+
+Two independent counters, which must agree:
+
+- ``gmacs``: fvcore (``FlopCountAnalysis``; 1 "flop" = 1 MAC) with extra handles for what it
+  skips silently: ``aten::_convolution_mode`` (convs written with ``padding="same"``),
+  ``aten::convolution``/``aten::conv2d`` (functional convs reaching the trace un-lowered), FFTs
+  (analytic, below), pixel (un)shuffle (0 MACs).
+- ``gmacs_flopcounter``: ``torch.utils.flop_counter.FlopCounterMode`` flops / 2, plus the same
+  analytic FFT term (FlopCounterMode ignores FFTs without a word). It runs on the ``meta``
+  device when asked, so paper-size models are counted without allocating anything.
+
+FFT convention (``gmacs_fft``, counted by a dispatch-level counter and included in both totals):
+a complex FFT of N points costs 5/2 * N * log2(N) real MACs (the classic 5 N log2 N flops, halved);
+a real-input or real-output FFT (rfft/irfft, or fft of a real tensor) costs half of that. Multi-
+dimensional FFTs use N = product of the transformed sizes; batch dimensions multiply.
+Elementwise ops, normalisation, pooling and softmax are not counted (as in ptflops/fvcore).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from pipelines.env import UserError
+
+CONVENTION = (
+    "MACs (1 multiply-accumulate = 1) of one forward pass at 1x3xSIZExSIZE; fvcore with extra handles, "
+    "cross-checked with FlopCounterMode flops/2; FFTs analytic: 5/2*N*log2(N) real MACs per complex FFT "
+    "of N points, half for real-input/real-output FFTs; elementwise ops, norms, pooling, softmax not counted; "
+    "latency: CPU, batch 1, torch.no_grad, median of repeats after one warm-up"
+)
+
+
+# --------------------------------------------------------------------------- FFT cost (analytic)
+def fft_macs(n_points: int, batch: int, real: bool) -> float:
+    """Real MACs of ``batch`` FFTs of ``n_points`` points (complex: 5/2 N log2 N; real: half)."""
+    if n_points <= 1:
+        return 0.0
+    cost = 2.5 * n_points * math.log2(n_points) * batch
+    return cost / 2 if real else cost
+
+
+def _prod(xs) -> int:
+    out = 1
+    for v in xs:
+        out *= int(v)
+    return out
+
+
+class FFTCounter(TorchDispatchMode):
+    """Counts analytic FFT MACs of ``aten._fft_r2c/_fft_c2r/_fft_c2c`` (works on the meta device)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.macs = 0.0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = getattr(func, "__name__", str(func))
+        base = name.split(".")[0]
+        if base in ("_fft_r2c", "_fft_c2r", "_fft_c2c"):
+            x, dims = args[0], [d % args[0].dim() for d in args[1]]
+            if base == "_fft_c2r":
+                last = args[3] if len(args) > 3 else kwargs["last_dim_size"]
+                sizes = [x.shape[d] for d in dims[:-1]] + [int(last)]
+                real_numel = x.numel() // x.shape[dims[-1]] * int(last)
+            else:
+                sizes = [x.shape[d] for d in dims]
+                real_numel = x.numel()
+            n = _prod(sizes)
+            self.macs += fft_macs(n, real_numel // max(n, 1), real=base != "_fft_c2c")
+        return out
+
+
+# --------------------------------------------------------------------------- fvcore handles
+def _jit_shape(v) -> list[int] | None:
+    try:
+        return v.type().sizes()
+    except RuntimeError:
+        return None
+
+
+def _jit_is_complex(v) -> bool:
+    try:
+        return "Complex" in str(v.type().scalarType())
+    except RuntimeError:
+        return False
+
+
+def _conv_handle(transposed_arg: int | None = None, transposed: bool = False):
+    from fvcore.nn.jit_handles import conv_flop_count
+
+    def handle(inputs, outputs) -> Counter:
+        x, w, y = _jit_shape(inputs[0]), _jit_shape(inputs[1]), _jit_shape(outputs[0])
+        tr = bool(inputs[transposed_arg].toIValue()) if transposed_arg is not None else transposed
+        return Counter({"conv": conv_flop_count(x, w, y, transposed=tr)})
+
+    return handle
+
+
+def _fft_handle(kind: str, ndim: str):
+    """fvcore handle for ``aten::fft_*``: kind r2c | c2r | c2c, ndim "1" | "2" | "n"."""
+
+    def handle(inputs, outputs) -> Counter:
+        x, y = _jit_shape(inputs[0]), _jit_shape(outputs[0])
+        size_arg = inputs[1].toIValue() if len(inputs) > 1 else None
+        dim_arg = inputs[2].toIValue() if len(inputs) > 2 else None
+        rank = len(x)
+        if ndim == "1":
+            dims = [-1 if dim_arg is None else int(dim_arg)]
+        elif dim_arg is not None:
+            dims = [int(d) for d in dim_arg]
+        elif ndim == "2":
+            dims = [-2, -1]
+        else:
+            dims = list(range(-len(size_arg), 0)) if size_arg is not None else list(range(rank))
+        dims = [d % rank for d in dims]
+        real_side = y if kind == "c2r" else x
+        if kind == "r2c" and size_arg is not None:
+            sizes = list(size_arg) if isinstance(size_arg, (list, tuple)) else [size_arg]
+        else:
+            sizes = [real_side[d] for d in dims] if kind != "c2c" else [y[d] for d in dims]
+        n = _prod(sizes)
+        shape_other = _prod(real_side[d] for d in range(rank) if d not in dims)
+        real = kind != "c2c" or not _jit_is_complex(inputs[0])
+        return Counter({"fft": round(fft_macs(n, shape_other, real))})
+
+    return handle
+
+
+def _zero_handle(inputs, outputs) -> Counter:
+    return Counter()
+
+
+def fvcore_handles() -> dict[str, Any]:
+    """The handles fvcore lacks (see module docstring)."""
+    handles: dict[str, Any] = {
+        "aten::_convolution_mode": _conv_handle(),
+        "aten::conv1d": _conv_handle(),
+        "aten::conv2d": _conv_handle(),
+        "aten::conv3d": _conv_handle(),
+        "aten::convolution": _conv_handle(transposed_arg=6),
+        "aten::conv_transpose1d": _conv_handle(transposed=True),
+        "aten::conv_transpose2d": _conv_handle(transposed=True),
+        "aten::pixel_shuffle": _zero_handle,
+        "aten::pixel_unshuffle": _zero_handle,
+        # Pooling is not counted by FlopCounterMode; fvcore's default handles would count it.
+        "aten::adaptive_avg_pool2d": _zero_handle,
+        "aten::adaptive_avg_pool1d": _zero_handle,
+        "aten::adaptive_avg_pool3d": _zero_handle,
+    }
+    kinds = {"fft": "c2c", "ifft": "c2c", "rfft": "r2c", "ihfft": "r2c", "irfft": "c2r", "hfft": "c2r"}
+    for name, kind in kinds.items():
+        for suffix, nd in (("", "1"), ("2", "2"), ("n", "n")):
+            handles[f"aten::fft_{name}{suffix}"] = _fft_handle(kind, nd)
+    return handles
+
+
+# --------------------------------------------------------------------------- counting
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def macs_fvcore(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
+    """fvcore MACs (with :func:`fvcore_handles`); returns total, by operator, skipped operators."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script deprecation notice
+        from fvcore.nn import FlopCountAnalysis
+
+        fa = FlopCountAnalysis(model, (x,)).set_op_handle(**fvcore_handles())
+        fa.unsupported_ops_warnings(False)
+        fa.uncalled_modules_warnings(False)
+        fa.tracer_warnings("none")
+        total = fa.total()
+    return {"total": total, "by_operator": dict(fa.by_operator()), "skipped": sorted(fa.unsupported_ops())}
+
+
+def macs_flopcounter(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """FlopCounterMode flops / 2 and the analytic FFT MACs (works with meta tensors)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fc = FlopCounterMode(display=False)
+    ff = FFTCounter()
+    with torch.no_grad(), fc, ff:
+        model(x)
+    return {"macs": fc.get_total_flops() / 2, "fft": ff.macs}
+
+
+def cpu_latency(model: nn.Module, x: torch.Tensor, repeats: int) -> float:
+    """Median CPU seconds of a batch-1 forward under ``torch.no_grad`` (after one warm-up)."""
+    times = []
+    with torch.no_grad():
+        model(x)
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _build(name: str, preset: str, device: str = "cpu") -> nn.Module:
+    from interir.registry import create_model, list_models
+
+    if name not in list_models():
+        raise UserError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    try:
+        with torch.device(device):
+            model = create_model(name, preset)
+    except KeyError as exc:
+        raise UserError(str(exc.args[0]) if exc.args else str(exc)) from None
+    return model.eval()
+
+
+def profile_model(name: str, preset: str = "smoke", size: int = 256, repeats: int = 3, *,
+                  fvcore: bool = True, latency: bool = True) -> dict[str, Any]:
+    """Profile one model. With ``fvcore=False`` and ``latency=False`` everything runs on ``meta``."""
+    torch.manual_seed(0)
+    real = fvcore or latency
+    out: dict[str, Any] = {"model": name, "preset": preset, "size": size, "convention": CONVENTION}
+    meta_model = _build(name, preset, "meta")
+    out["params"] = count_params(meta_model)
+    fc = macs_flopcounter(meta_model, torch.empty(1, 3, size, size, device="meta"))
+    del meta_model
+    out["gmacs_fft"] = fc["fft"] / 1e9
+    out["gmacs_flopcounter"] = (fc["macs"] + fc["fft"]) / 1e9
+    out["counters"] = ["flopcounter"]
+    out["gmacs"] = out["gmacs_flopcounter"]
+    if real:
+        model = _build(name, preset, "cpu")
+        x = torch.rand(1, 3, size, size)
+        if fvcore:
+            fv = macs_fvcore(model, x)
+            out["gmacs"] = fv["total"] / 1e9
+            out["gmacs_by_operator"] = {k: v / 1e9 for k, v in sorted(fv["by_operator"].items())}
+            out["fvcore_not_counted"] = fv["skipped"]
+            out["counters"] = ["fvcore", "flopcounter"]
+            out["counter_rel_diff"] = abs(out["gmacs"] - out["gmacs_flopcounter"]) / max(out["gmacs"], 1e-12)
+        if latency:
+            out["latency_s"] = cpu_latency(model, x, repeats)
+            out["latency_threads"] = torch.get_num_threads()
+            out["latency_repeats"] = repeats
+    out["machine"] = {"platform": platform.platform(), "processor": platform.machine(),
+                      "torch": torch.__version__}
+    return out
+
+
+def profile_stage(params_path: str, out_path: str) -> dict[str, Any]:
+    """DVC stage: every model of ``params.models`` at the pipeline preset, and at ``paper`` (MACs/params)."""
+    from pipelines.config import load_params
+    from pipelines.imageio import write_text
+
+    params = load_params(params_path)
+    cfg = params.profiling
+    result: dict[str, Any] = {}
+    for name in params.models:
+        entry = {params.preset: profile_model(name, params.preset, cfg.size, cfg.repeats)}
+        if params.preset != "paper" and cfg.paper_preset:
+            entry["paper"] = profile_model(name, "paper", cfg.size, cfg.repeats,
+                                           fvcore=cfg.paper_full, latency=cfg.paper_full)
+        result[name] = entry
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    write_text(out_path, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="interir-bench profile", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Convention: " + CONVENTION)
+    p.add_argument("model", nargs="?", help="registered model name (interir-bench models)")
+    p.add_argument("--preset", default="smoke", choices=("smoke", "small", "paper"))
+    p.add_argument("--size", type=int, default=256, help="square input side (default 256)")
+    p.add_argument("--repeats", type=int, default=3, help="latency repeats (median)")
+    p.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")
+    p.add_argument("--meta", action="store_true", help="params and FlopCounterMode MACs only, on the meta device")
+    p.add_argument("--json", action="store_true", help="print one JSON object (default: also JSON)")
+    p.add_argument("--stage", action="store_true", help="DVC stage: profile every model of params.yaml")
+    p.add_argument("--params", default="params.yaml", help="params file for --stage")
+    p.add_argument("--out", default="results/profile.json", help="output file for --stage")
+    args = p.parse_args(argv)
+    if args.stage:
+        if args.model:
+            p.error("--stage profiles the models of params.yaml; give no MODEL")
+        result = profile_stage(args.params, args.out)
+        print(json.dumps({m: sorted(v) for m, v in result.items()}) if not args.json else json.dumps(result))
+        return 0
+    if not args.model:
+        p.error("MODEL is required (or --stage)")
+    if args.size < 1 or args.repeats < 1:
+        raise UserError("--size and --repeats must be positive")
+    res = profile_model(args.model, args.preset, args.size, args.repeats,
+                        fvcore=not args.meta, latency=not (args.meta or args.no_latency))
+    print(json.dumps(res, sort_keys=True))
+    return 0
