@@ -266,7 +266,7 @@ def build_deepsn(
         from interir.model import RESM
 
         def make_image(c: int, o: OpFactory) -> nn.Module:
-            return RESM(c, o, **extra)
+            return RESM(c, o, expand=coefficient, **extra)
     else:
         raise ValueError(f"image_update must be 'subtraction' or 'resm', got {image_update!r}")
 
@@ -280,10 +280,10 @@ def build_deepsn(
         from interir.model import DMUM, MUM
 
         def make_pq(c: int, _o: OpFactory) -> nn.Module:
-            return DMUM(c, op_pq, **extra)
+            return DMUM(c, op_pq, **{k: v for k, v in extra.items() if k == "weight_net"})
 
         def make_mult(c: int, o: OpFactory) -> nn.Module:
-            return MUM(c, o, **extra)
+            return MUM(c, o, expand=coefficient)
     else:
         raise ValueError(f"pq_multiplier must be 'deepsn' or 'interir', got {pq_multiplier!r}")
 
