@@ -15,7 +15,8 @@ Two independent counters, which must agree:
 
 FFT convention (``gmacs_fft``, counted by a dispatch-level counter and included in both totals):
 a complex FFT of N points costs 5/2 * N * log2(N) real MACs (the classic 5 N log2 N flops, halved);
-a real-input or real-output FFT (rfft/irfft, or fft of a real tensor) costs half of that. Multi-
+a real-input or real-output FFT (rfft/irfft) costs half of that; ``fft``/``fft2`` of a real tensor is
+counted as complex (torch runs it as a complex-to-complex transform). Multi-
 dimensional FFTs use N = product of the transformed sizes; batch dimensions multiply.
 Elementwise ops, normalisation, pooling and softmax are not counted (as in ptflops/fvcore).
 """
@@ -42,7 +43,7 @@ from pipelines.env import UserError
 CONVENTION = (
     "MACs (1 multiply-accumulate = 1) of one forward pass at 1x3xSIZExSIZE; fvcore with extra handles, "
     "cross-checked with FlopCounterMode flops/2; FFTs analytic: 5/2*N*log2(N) real MACs per complex FFT "
-    "of N points, half for real-input/real-output FFTs; elementwise ops, norms, pooling, softmax not counted; "
+    "of N points, half for rfft/irfft; elementwise ops, norms, pooling, softmax not counted; "
     "latency: CPU, batch 1, torch.no_grad, median of repeats after one warm-up"
 )
 
@@ -97,13 +98,6 @@ def _jit_shape(v) -> list[int] | None:
         return None
 
 
-def _jit_is_complex(v) -> bool:
-    try:
-        return "Complex" in str(v.type().scalarType())
-    except RuntimeError:
-        return False
-
-
 def _conv_handle(transposed_arg: int | None = None, transposed: bool = False):
     from fvcore.nn.jit_handles import conv_flop_count
 
@@ -139,8 +133,7 @@ def _fft_handle(kind: str, ndim: str):
             sizes = [real_side[d] for d in dims] if kind != "c2c" else [y[d] for d in dims]
         n = _prod(sizes)
         shape_other = _prod(real_side[d] for d in range(rank) if d not in dims)
-        real = kind != "c2c" or not _jit_is_complex(inputs[0])
-        return Counter({"fft": round(fft_macs(n, shape_other, real))})
+        return Counter({"fft": round(fft_macs(n, shape_other, real=kind != "c2c"))})
 
     return handle
 

@@ -1,0 +1,100 @@
+"""``interir-bench profile``: JSON fields, counter agreement, FFT/conv handles, stage mode."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from pipelines import profile
+from pipelines.env import UserError
+
+FIELDS = {"params", "gmacs", "gmacs_fft", "gmacs_flopcounter", "latency_s", "convention"}
+
+
+def _run(argv, capsys) -> dict:
+    assert profile.main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("model", ["interir", "nafnet"])
+def test_cli_json_fields_and_counters_agree(model, capsys):
+    res = _run([model, "--preset", "smoke", "--size", "64", "--repeats", "1", "--json"], capsys)
+    assert FIELDS <= set(res)
+    assert res["params"] > 0 and res["latency_s"] > 0 and res["gmacs"] > 0
+    assert abs(res["gmacs"] - res["gmacs_flopcounter"]) <= 0.01 * res["gmacs"]
+    assert "256" in res["convention"] or "SIZE" in res["convention"]
+
+
+def test_interir_conv_counted():
+    """The explainable conv's functional grouped conv is counted: same MACs as the plain-conv model."""
+    from interir.registry import create_model
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 64, 64)
+    xc = profile.macs_fvcore(create_model("interir", "smoke"), x)["total"]
+    pl = profile.macs_fvcore(create_model("interir", "smoke", conv="plain"), x)["total"]
+    assert xc == pl > 0
+
+
+class _Tricky(nn.Module):
+    """Ops fvcore skips by default: padding='same', functional grouped conv, FFTs, pixel shuffles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.same = nn.Conv2d(3, 8, 3, padding="same")
+        self.w = nn.Parameter(torch.randn(8, 4, 3, 3))
+
+    def forward(self, x):
+        y = self.same(x)  # 8*3*9 MACs per output pixel
+        b, c, h, w = y.shape
+        y = F.conv2d(y.reshape(1, b * c, h, w), self.w, padding=1, groups=b * 2).reshape(b, 8, h, w)
+        y = torch.fft.irfft2(torch.fft.rfft2(y), s=(h, w))
+        y = torch.fft.fft2(y).abs()  # fft2 of a real tensor: torch runs c2c, counted as complex
+        return F.pixel_shuffle(F.pixel_unshuffle(y, 2), 2)
+
+
+def test_handles_count_what_fvcore_skips():
+    x = torch.randn(1, 3, 16, 16)
+    m = _Tricky()
+    fv = profile.macs_fvcore(m, x)
+    fc = profile.macs_flopcounter(m, x)
+    conv = 16 * 16 * (8 * 27 + 8 * 4 * 9)
+    fft = 2 * profile.fft_macs(256, 8, real=True) + profile.fft_macs(256, 8, real=False)
+    assert fv["by_operator"]["conv"] == conv == fc["macs"]
+    assert fv["by_operator"]["fft"] == pytest.approx(fft, abs=2) and fc["fft"] == pytest.approx(fft)
+    assert not any("conv" in op or "fft" in op or "shuffle" in op for op in fv["skipped"])
+
+
+def test_fft_convention():
+    assert profile.fft_macs(1024, 1, real=False) == 2.5 * 1024 * 10
+    assert profile.fft_macs(1024, 3, real=True) == 1.25 * 1024 * 10 * 3
+    assert profile.fft_macs(1, 5, real=False) == 0
+    assert math.isclose(profile.fft_macs(256 * 256, 1, False), 2.5 * 65536 * 16)
+
+
+def test_unknown_model_is_user_error():
+    with pytest.raises(UserError, match="unknown model"):
+        profile.main(["nope"])
+
+
+def test_stage_mode_writes_json(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    text = open("params.yaml").read()
+    text = text.replace("models: [nafnet]", "models: [interir, nafnet]")
+    text = text.replace("  size: 256\n", "  size: 64\n").replace("  repeats: 3\n", "  repeats: 1\n")
+    params.write_text(text)
+    out = tmp_path / "res" / "profile.json"
+    assert profile.main(["--stage", "--params", str(params), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res) == {"interir", "nafnet"}
+    for entry in res.values():
+        assert set(entry) == {"smoke", "paper"}
+        assert FIELDS <= set(entry["smoke"])
+        assert entry["paper"]["params"] > entry["smoke"]["params"]
+        assert entry["paper"]["gmacs"] > entry["smoke"]["gmacs"] > 0
+    assert 0.95 * 27e6 <= res["interir"]["paper"]["params"] <= 1.05 * 27e6
