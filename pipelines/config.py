@@ -157,19 +157,24 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     return value
 
 
-def build(cls: type[T], raw: dict[str, Any], where: str) -> T:
-    """Instantiate dataclass ``cls`` from ``raw``; unknown or missing keys are errors."""
+def build(cls: type[T], raw: dict[str, Any], where: str, paths: dict[str, str] | None = None) -> T:
+    """Instantiate dataclass ``cls`` from ``raw``; unknown or missing keys are errors.
+
+    ``paths`` maps a key to the dotted path it was read from, for error messages.
+    """
+    paths = paths or {}
+    path = lambda k: paths.get(k, f"{where}.{k}")  # noqa: E731
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown params key {where}.{unknown[0]} (known: {', '.join(fields)})")
+        raise ConfigError(f"unknown params key {path(unknown[0])} (known: {', '.join(fields)})")
     missing = [n for n in fields if n not in raw]
     if missing:
         raise ConfigError(f"missing params key {where}.{missing[0]}")
     hints = _type_hints(cls)
-    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in raw.items()})
+    return cls(**{k: _coerce(v, hints[k], path(k)) for k, v in raw.items()})
 
 
 def _type_hints(cls: type) -> dict[str, Any]:
@@ -193,7 +198,9 @@ def resolve_section(cls: type[T], raw: dict[str, Any], profile: str, where: str)
         both = sorted(set(block) & set(common))
         if both:
             raise ConfigError(f"params key {where}.{both[0]} is written twice (common and {where}.{p}.{both[0]})")
-        cfg = build(cls, {**common, **block}, f"{where}" if not block else f"{where}[{p}]")
+        # Name a bad key where it is written: `train.lr` (common) or `train.smoke.lr` (profile block).
+        paths = {k: f"{where}.{p}.{k}" for k in block}
+        cfg = build(cls, {**common, **block}, where, paths)
         if p == profile:
             chosen = cfg
     assert chosen is not None
