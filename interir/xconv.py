@@ -32,6 +32,36 @@ import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
 
+class _PooledMaskSTE(torch.autograd.Function):
+    """Eq. 17 on the hard mask of Eq. 16, with the straight-through gradient of the soft mask.
+
+    Forward: ``AdaptiveAvgPool_k(1[x >= tau])``. Backward: the gradient of
+    ``AdaptiveAvgPool_k(sigmoid((x - tau) / T))`` w.r.t. ``x`` and ``tau``. Written as one
+    autograd node (the sigmoid is only evaluated in the backward pass, in place) because the
+    elementwise passes over the full feature map dominate the cost of a depthwise conv.
+    """
+
+    @staticmethod
+    def forward(ctx, x, tau, hard, size, temperature):
+        ctx.save_for_backward(x, tau)
+        ctx.temperature = temperature
+        return F.adaptive_avg_pool2d(hard.to(x.dtype), size)
+
+    @staticmethod
+    def backward(ctx, grad_pooled):
+        x, tau = ctx.saved_tensors
+        inv_t = 1.0 / ctx.temperature
+        # d pool / d element, with the 1/T of the sigmoid's chain rule folded in (small tensor).
+        g = torch.ops.aten._adaptive_avg_pool2d_backward(grad_pooled * inv_t, x)
+        s = torch.add(tau * -inv_t, x, alpha=inv_t).sigmoid_()  # sigmoid((x - tau) / T), one pass
+        gx = torch.ops.aten.sigmoid_backward(g, s)  # g * s * (1 - s)
+        gtau = None
+        if ctx.needs_input_grad[1]:
+            dims = [d for d in range(gx.dim()) if tau.shape[d] == 1]
+            gtau = -gx.sum(dim=dims, keepdim=True)
+        return (gx if ctx.needs_input_grad[0] else None), gtau, None, None, None
+
+
 class ExplainableConv2d(nn.Module):
     """Input-adaptive convolution of Eqs. 15-20 with a learnable activation threshold.
 
@@ -107,12 +137,11 @@ class ExplainableConv2d(nn.Module):
         """Eqs. 16-18: (hard mask B x Cin x H x W, attention B x Cin x kh x kw)."""
         kh, kw = self.kernel_size
         tau = self.threshold.view(1, -1, 1, 1).to(x.dtype)
-        hard = (x >= tau).to(x.dtype)  # Eq. 16
-        pooled = F.adaptive_avg_pool2d(hard, (kh, kw))  # Eq. 17
+        hard = x >= tau  # Eq. 16
         if torch.is_grad_enabled() and (self.threshold.requires_grad or x.requires_grad):
-            # Straight-through estimator: value of the hard mask, gradient of the sigmoid surrogate.
-            soft = F.adaptive_avg_pool2d(torch.sigmoid((x - tau) / self.ste_temperature), (kh, kw))
-            pooled = pooled + (soft - soft.detach())
+            pooled = _PooledMaskSTE.apply(x, tau, hard, (kh, kw), self.ste_temperature)  # Eq. 17 + STE
+        else:
+            pooled = F.adaptive_avg_pool2d(hard.to(x.dtype), (kh, kw))  # Eq. 17
         b, c = pooled.shape[:2]
         att = torch.softmax(pooled.reshape(b, c, kh * kw), dim=-1)  # Eq. 18
         if self.scale_attention:
@@ -125,7 +154,7 @@ class ExplainableConv2d(nn.Module):
         kh, kw = self.kernel_size
         hard, att = self.attention(x)
         if self.record:
-            self.last_mask = hard.detach()
+            self.last_mask = hard.to(x.dtype)
             self.last_attention = att.detach()
         # Eq. 19: weight[o, j] reads input channel (o // cout_g) * cin_g + j, so the attention of
         # group gi (cin_g channels) is broadcast over that group's cout_g output channels.

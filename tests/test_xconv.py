@@ -161,3 +161,24 @@ def test_factory_is_depthwise_and_nafblock_dropin():
 def test_rejects_bad_groups():
     with pytest.raises(ValueError):
         ExplainableConv2d(3, 4, 3, groups=2)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_ste_gradient_is_soft_mask_gradient(per_channel):
+    """Backward of the pooled mask = autograd of AdaptiveAvgPool(sigmoid((x - tau) / T)) (the documented STE)."""
+    torch.manual_seed(7)
+    conv = ExplainableConv2d(3, 3, 3, padding=1, groups=3, per_channel_threshold=per_channel, ste_temperature=0.3)
+    with torch.no_grad():
+        conv.threshold.copy_(torch.randn(conv.threshold.shape) * 0.3)
+    x = torch.randn(2, 3, 7, 8, requires_grad=True)
+    gp = torch.randn(2, 3, 3, 3)
+    from interir.xconv import _PooledMaskSTE
+
+    tau = conv.threshold.view(1, -1, 1, 1)
+    pooled = _PooledMaskSTE.apply(x, tau, x >= tau, (3, 3), 0.3)
+    torch.testing.assert_close(pooled, F.adaptive_avg_pool2d((x >= tau).float(), 3))  # forward: hard mask
+    gx, gt = torch.autograd.grad((pooled * gp).sum(), (x, conv.threshold))
+    soft = F.adaptive_avg_pool2d(torch.sigmoid((x - tau) / 0.3), 3)
+    rx, rt = torch.autograd.grad((soft * gp).sum(), (x, conv.threshold))
+    torch.testing.assert_close(gx, rx, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(gt, rt, atol=1e-6, rtol=1e-5)
