@@ -1,16 +1,23 @@
 """MLflow conventions of the harness.
 
-One experiment per profile (``interir-bench/<profile>``); one run per (stage, model,
-profile, seed), named ``<stage>:<model>:s<seed>`` and tagged so that the MLflow compare
-view lines up with the paper's tables (``paper.table``, ``paper.row``, ``role``,
-``model``, ``profile``, ``seed``, ``data.version``). Paper numbers are logged as runs
-with ``role=paper`` by the report stage, with the same metric keys.
+One experiment per profile (``interir-bench/<profile>``) and one run per (model, profile,
+seed), named ``<model>/<profile>/s<seed>``. Model variants (``deepsn_xconv``,
+``interir_como``, ...) are registered models of their own, so a run is also one per
+variant. The train stage creates the run (params, loss curve, resolved config, final
+checkpoint); the evaluate stage logs its metrics into the same run (found through the run
+id stored in the checkpoint), so the MLflow compare view shows one row per paper row.
+Tags: ``paper.table`` and ``paper.row`` (from :mod:`pipelines.paper_map`), ``role``
+(``reproduced``), ``model``, ``profile``, ``seed``, ``data.version``. Any exception inside
+:func:`tracked_run` marks the run FAILED (KILLED for Ctrl-C); a SIGKILLed run stays
+RUNNING until the resumed process reopens it.
+
+The tracking URI is ``$MLFLOW_TRACKING_URI`` (a team's shared ``mlflow server``) or the
+SQLite file ``mlflow.db`` in the working directory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +29,12 @@ def experiment_name(profile: str) -> str:
     return f"interir-bench/{profile}"
 
 
-def setup(profile: str):
+def run_name(model: str, profile: str, seed: int) -> str:
+    """Display name of the (model, profile, seed) run."""
+    return f"{model}/{profile}/s{seed}"
+
+
+def setup(profile: str) -> Any:
     """Import mlflow lazily (1-2 s), point it at the tracking URI, select the experiment."""
     env.apply_defaults()
     import mlflow
@@ -32,9 +44,9 @@ def setup(profile: str):
     return mlflow
 
 
-def run_tags(stage: str, model: str, profile: str, seed: int, data_version: str, role: str = "reproduced") -> dict:
+def run_tags(model: str, profile: str, seed: int, data_version: str, role: str = "reproduced") -> dict[str, str]:
+    """The tags that line a run up with the paper's tables in the MLflow compare view."""
     return {
-        "stage": stage,
         "role": role,
         "model": model,
         "profile": profile,
@@ -45,25 +57,38 @@ def run_tags(stage: str, model: str, profile: str, seed: int, data_version: str,
     }
 
 
+def existing_run(mlflow: Any, run_id: str | None) -> str | None:
+    """``run_id`` if the tracking store still has it, else None (DB replaced, run deleted)."""
+    if not run_id:
+        return None
+    try:
+        run = mlflow.get_run(run_id)
+    except Exception:
+        return None
+    return run_id if run.info.lifecycle_stage == "active" else None
+
+
 @contextlib.contextmanager
-def tracked_run(
-    profile: str, name: str, tags: dict[str, str], run_id: str | None = None
-) -> Iterator[Any]:
-    """Start (or resume, with ``run_id``) a run; any exception marks it FAILED and re-raises."""
+def tracked_run(profile: str, name: str, tags: dict[str, str], run_id: str | None = None) -> Iterator[Any]:
+    """Start (or reopen, with ``run_id``) a run; an exception marks it FAILED and re-raises.
+
+    The body may call ``mlflow.end_run(status=...)`` itself (e.g. KILLED for a deliberate
+    stop); the context then leaves the run alone.
+    """
     mlflow = setup(profile)
-    if run_id is not None:
-        try:
-            mlflow.get_run(run_id)
-        except Exception:  # the run was deleted or the DB replaced: start a new one
-            run_id = None
+    run_id = existing_run(mlflow, run_id)
     run = mlflow.start_run(run_id=run_id, run_name=None if run_id else name, tags=tags)
     try:
         yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(status="KILLED")
+        raise
     except BaseException:
         mlflow.end_run(status="FAILED")
         raise
     else:
-        mlflow.end_run(status="FINISHED")
+        if mlflow.active_run() is not None:
+            mlflow.end_run(status="FINISHED")
 
 
 def flat_params(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -76,7 +101,3 @@ def flat_params(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[key] = str(v)[:500]
     return out
-
-
-def default_mlflow_dir() -> str:
-    return os.path.abspath(os.getcwd())

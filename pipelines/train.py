@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import random
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -34,14 +36,19 @@ from pipelines import env
 from pipelines.config import Params, TrainConfig, load_params, lr_at
 from pipelines.env import UserError
 from pipelines.imageio import write_text
-from pipelines.pairs import PatchSampler, data_version, read_manifest
+from pipelines.pairs import PatchSampler, StepBatches, data_version, read_manifest
 
 
 class TrainingError(UserError):
     """The run cannot continue (non-finite loss, ...); the last good checkpoint is kept."""
 
 
+# Train keys that change neither the batches nor the arithmetic: editing them keeps a checkpoint resumable.
+_NOT_IN_RESUME_KEY = ("log_every", "ckpt_every", "num_workers")
+
+
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) from one integer."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -52,6 +59,7 @@ class DistInfo:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # this process created the group and must destroy it
 
     @property
     def is_main(self) -> bool:
@@ -65,9 +73,19 @@ def init_distributed(device_type: str) -> DistInfo:
         return DistInfo()
     import torch.distributed as dist
 
+    owns = False
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        owns = True
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns)
+
+
+def barrier(dist_info: DistInfo) -> None:
+    """Wait for every rank (no-op in a single process): used where rank 0 writes files."""
+    if dist_info.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def pick_device(dist_info: DistInfo) -> torch.device:
@@ -78,13 +96,14 @@ def pick_device(dist_info: DistInfo) -> torch.device:
 
 
 def run_name(model: str, seed: int) -> str:
+    """Folder name of a (model, seed) run under ``results/`` and ``checkpoints/``."""
     return f"{model}-s{seed}"
 
 
 def _resume_key(model: str, model_args: dict, cfg: TrainConfig, seed: int, dver: str) -> dict[str, Any]:
     """What must match for a checkpoint to be resumed rather than restarted."""
-    return {"model": model, "model_args": _plain(model_args), "train": dataclasses.asdict(cfg), "seed": seed,
-            "data_version": dver}
+    train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_RESUME_KEY}
+    return {"model": model, "model_args": _plain(model_args), "train": train, "seed": seed, "data_version": dver}
 
 
 def _plain(obj: Any) -> Any:
@@ -93,6 +112,37 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     return obj
+
+
+def _load_resume_state(last: Path, model_name: str, dist_info: DistInfo) -> dict[str, Any] | None:
+    """Rank 0 reads ``last.pt`` and sends it to the other ranks (no shared filesystem needed)."""
+    state = None
+    err: str | None = None
+    if dist_info.is_main and last.exists():
+        try:
+            state = ckpt_io.load(last, expect_model=model_name)
+        except UserError as exc:
+            err = str(exc)
+    if dist_info.world > 1:
+        import torch.distributed as dist
+
+        box = [(state, err)]
+        dist.broadcast_object_list(box, src=0)
+        state, err = box[0]
+    if err is not None:
+        raise ckpt_io.CheckpointError(err)
+    return state
+
+
+def _global_mean(value: torch.Tensor, dist_info: DistInfo) -> float:
+    """The loss averaged over ranks: what a single process with the global batch would see."""
+    if dist_info.world == 1:
+        return float(value.item())
+    import torch.distributed as dist
+
+    t = value.detach().float().clone()
+    dist.all_reduce(t)
+    return float(t.item()) / dist_info.world
 
 
 def train(
@@ -110,52 +160,79 @@ def train(
     ``stop_after`` ends the process after that many steps of this invocation (used to
     test resumption); the final outputs are then not written.
     """
+    probe = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dist_info = init_distributed(probe.type)
+    try:
+        return _train(model_name, params, seed, data_dir, ckpt_dir, out_dir, track, stop_after, dist_info)
+    finally:
+        if dist_info.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(
+    model_name: str,
+    params: Params,
+    seed: int,
+    data_dir: Path,
+    ckpt_dir: Path,
+    out_dir: Path,
+    track: bool,
+    stop_after: int | None,
+    dist_info: DistInfo,
+) -> dict[str, Any]:
     from interir.losses import L1FFTLoss
     from interir.registry import create_model, model_args
 
     cfg = params.train
-    probe = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dist_info = init_distributed(probe.type)
     device = pick_device(dist_info)
     if cfg.batch % dist_info.world:
-        raise UserError(f"train batch {cfg.batch} is not divisible by the {dist_info.world} processes")
+        raise UserError(f"train batch {cfg.batch} (global) is not divisible by the {dist_info.world} processes")
 
     pairs = read_manifest(data_dir, "train")
     dver = data_version(data_dir)
     args = model_args(model_name, params.preset)
     key = _resume_key(model_name, args, cfg, seed, dver)
+    last = ckpt_dir / "last.pt"
+    if dist_info.is_main:
+        _check_writable(ckpt_dir)
+        _check_writable(out_dir)
 
     seed_everything(seed)
     model = create_model(model_name, params.preset).to(device)
-    if cfg.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    memory_format = torch.channels_last if cfg.channels_last and device.type == "cuda" else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     loss_fn = L1FFTLoss(cfg.fft_weight)
 
-    last = ckpt_dir / "last.pt"
     start = 0
     run_id = None
-    if last.exists():
-        state = ckpt_io.load(last, expect_model=model_name)
+    last_good = "none yet"
+    state = _load_resume_state(last, model_name, dist_info)
+    if state is not None:
         if state.get("resume_key") == key:
             model.load_state_dict(state["model_state"])
             opt.load_state_dict(state["optimizer_state"])
             ckpt_io.set_rng_state(state["rng"])
             start = int(state["step"])
             run_id = state.get("mlflow_run_id")
+            last_good = f"{last} (step {start})"
             if dist_info.is_main:
                 print(f"resuming {model_name} from step {start} ({last})", file=sys.stderr)
         elif dist_info.is_main:
             print(f"{last}: written for another config or data version; starting afresh", file=sys.stderr)
+    del state
 
-    ddp_model = model
+    ddp_model: torch.nn.Module = model
     if dist_info.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     sampler = PatchSampler(pairs, cfg.patch, seed=seed)
+    batches = _batches(sampler, cfg, start, dist_info, pin=device.type == "cuda")
     amp = (
         torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         if cfg.amp_bf16 and device.type == "cuda"
@@ -173,9 +250,11 @@ def train(
             "step": step,
             "seed": seed,
             "data_version": dver,
+            "world_size": dist_info.world,
             "model_state": model.state_dict(),
             "scheduler": {"kind": "warmup_cosine", "lr": cfg.lr, "lr_min": cfg.lr_min,
-                          "warmup_iters": cfg.warmup_iters, "cosine_iters": cfg.cosine_iters},
+                          "warmup_iters": cfg.warmup_iters, "cosine_iters": cfg.cosine_iters,
+                          "last_lr": lr_at(cfg, max(step - 1, 0))},
             "mlflow_run_id": mlflow_run_id,
         }
         if with_optimizer:
@@ -187,8 +266,9 @@ def train(
     if track and dist_info.is_main:
         from pipelines import tracking
 
-        tags = tracking.run_tags("train", model_name, params.profile, seed, dver)
-        tracker = tracking.tracked_run(params.profile, f"train:{model_name}:s{seed}", tags, run_id=run_id)
+        tags = tracking.run_tags(model_name, params.profile, seed, dver)
+        tracker = tracking.tracked_run(params.profile, tracking.run_name(model_name, params.profile, seed), tags,
+                                       run_id=run_id)
     ctx = tracker if tracker is not None else nullcontext(None)
     t0 = time.perf_counter()
     losses: list[float] = []
@@ -198,33 +278,36 @@ def train(
             import mlflow  # already imported by tracking.setup
 
             run_id = run.info.run_id
-            if start == 0:
+            if not run.data.params:  # a new run (not a resumed one): few, flat params
                 mlflow.log_params({
                     "model": model_name, "preset": params.preset, "profile": params.profile, "seed": seed,
-                    "iters": cfg.iters, "batch": cfg.batch, "patch": cfg.patch, "lr": cfg.lr,
-                    "lr_min": cfg.lr_min, "n_params": n_params, "world_size": dist_info.world,
-                    "data_version": dver,
+                    "iters": cfg.iters, "batch_global": cfg.batch, "patch": cfg.patch, "lr": cfg.lr,
+                    "lr_min": cfg.lr_min, "warmup_iters": cfg.warmup_iters, "fft_weight": cfg.fft_weight,
+                    "grad_clip": cfg.grad_clip, "amp_bf16": cfg.amp_bf16, "n_params": n_params,
+                    "world_size": dist_info.world, "data_version": dver,
                 })
                 mlflow.log_dict(_plain(params.to_dict()), "config/params_resolved.json")
         from tqdm.auto import tqdm
 
         bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=f"train {model_name}",
-                   disable=not dist_info.is_main, dynamic_ncols=True, file=sys.stderr)
+                   disable=not dist_info.is_main, dynamic_ncols=True, file=sys.stderr, unit="it")
         ddp_model.train()
         steps_this_run = 0
         for step in bar:
             lr = lr_at(cfg, step)
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, y = sampler.batch(step, cfg.batch, dist_info.rank, dist_info.world)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = next(batches)
+            x = x.to(device, non_blocking=True, memory_format=memory_format)
+            y = y.to(device, non_blocking=True, memory_format=memory_format)
             with amp:
                 pred = ddp_model(x)
             loss = loss_fn(pred.float(), y)
-            if not torch.isfinite(loss):
+            lval = _global_mean(loss, dist_info)
+            if not math.isfinite(lval):
                 raise TrainingError(
-                    f"non-finite loss ({loss.item()}) at step {step} of {model_name}; "
-                    f"last good checkpoint kept at {last if last.exists() else 'none (no checkpoint yet)'}"
+                    f"non-finite loss ({lval}) at step {step + 1} of {model_name} (seed {seed}); run stopped, "
+                    f"last good checkpoint: {last_good}; lower train.lr or check the data"
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -233,16 +316,21 @@ def train(
             opt.step()
             done = step + 1
             steps_this_run += 1
-            lval = loss.item()
             losses.append(lval)
             if dist_info.is_main:
                 bar.set_postfix(loss=f"{lval:.4f}", lr=f"{lr:.2e}", refresh=False)
                 if mlflow is not None and (done % cfg.log_every == 0 or done == cfg.iters):
                     window = losses[-cfg.log_every :]
                     mlflow.log_metrics({"train/loss": float(np.mean(window)), "train/lr": lr}, step=done)
-                if done % cfg.ckpt_every == 0 or done == cfg.iters:
+            if done % cfg.ckpt_every == 0 or done == cfg.iters:
+                if dist_info.is_main:
                     ckpt_io.save(last, checkpoint_payload(done, True, run_id))
+                last_good = f"{last} (step {done})"
+                barrier(dist_info)
             if stop_after is not None and steps_this_run >= stop_after:
+                bar.close()
+                if mlflow is not None:
+                    mlflow.end_run(status="KILLED")  # deliberately stopped; a restart reopens it
                 return {"stopped_at": done}
         bar.close()
         elapsed = time.perf_counter() - t0
@@ -253,6 +341,7 @@ def train(
             "resumed_from": start,
             "final_loss": float(np.mean(losses[-cfg.log_every :])) if losses else float("nan"),
             "it_per_s": steps_this_run / elapsed if elapsed > 0 else 0.0,
+            "batch_global": cfg.batch,
             "n_params": n_params,
             "world_size": dist_info.world,
             "device": str(device),
@@ -266,7 +355,30 @@ def train(
             if mlflow is not None:
                 mlflow.log_metrics({"train/it_per_s": summary["it_per_s"]}, step=cfg.iters)
                 mlflow.log_artifact(str(final), "checkpoint")
+        barrier(dist_info)
     return summary
+
+
+def _batches(sampler: PatchSampler, cfg: TrainConfig, start: int, dist_info: DistInfo, pin: bool) -> Iterator:
+    """This rank's batches for steps ``start, start+1, ...``: in-process, or prefetched by workers."""
+    if cfg.num_workers <= 0:
+        return (sampler.batch(s, cfg.batch, dist_info.rank, dist_info.world) for s in range(start, cfg.iters))
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(StepBatches(sampler, cfg.batch, dist_info.rank, dist_info.world), batch_size=None,
+                        sampler=range(start, cfg.iters), num_workers=cfg.num_workers, pin_memory=pin,
+                        prefetch_factor=2)
+    return iter(loader)
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before any work if ``folder`` cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{folder}: folder is not writable")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -291,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.model not in list_models():
         raise UserError(f"unknown model {a.model!r}; known: {', '.join(list_models())}")
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if "OMP_NUM_THREADS" not in os.environ:  # torchrun sets it to 1 per process; respect any explicit value
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
     name = run_name(a.model, a.seed)
     summary = train(a.model, params, a.seed, Path(a.data), Path(a.ckpt_dir) / name, Path(a.out) / name,
                     track=not a.no_mlflow, stop_after=a.stop_after)
