@@ -4,6 +4,12 @@ For every test pair: pad to the model's stride (reflect), forward, crop, clamp, 
 to uint8, then PSNR/SSIM on RGB and on Y (:mod:`pipelines.metrics`). Writes a per-image
 CSV (image, set, combination, levels, metrics, runtime), an aggregate ``metrics.json``
 (DVC metrics) and a few restored images for the report's visual comparisons.
+
+Bad input (an unreadable or corrupt image, a pair whose sizes differ, a checkpoint of
+another model or a tampered one, an output folder that cannot be written) stops the stage
+with a one-line error naming the file before anything is written: every output is built
+in memory and written atomically at the end. Metrics go into the MLflow run of the
+training that produced the checkpoint (one run per model, profile and seed).
 """
 
 from __future__ import annotations
@@ -24,9 +30,9 @@ from pipelines import checkpoint as ckpt_io
 from pipelines import env
 from pipelines.config import load_params
 from pipelines.env import UserError
-from pipelines.imageio import read_image, write_image, write_text
+from pipelines.imageio import read_image, to_uint8, write_image, write_text
 from pipelines.inference import restore_tensor
-from pipelines.metrics import METRIC_KEYS, Scorer
+from pipelines.metrics import BACKENDS, METRIC_KEYS, Scorer
 from pipelines.pairs import Pair, data_version, read_manifest
 from pipelines.train import run_name
 
@@ -46,9 +52,9 @@ def evaluate_pairs(
     overlap: int = 32,
     scorer: Scorer | None = None,
     keep: int = 0,
-    sample_dir: Path | None = None,
+    samples: dict[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per-image rows for ``pairs``; the first ``keep`` restorations are saved under ``sample_dir``."""
+    """Per-image rows for ``pairs``; the first ``keep`` restorations go into ``samples`` (name -> uint8)."""
     from tqdm.auto import tqdm
 
     scorer = scorer or Scorer()
@@ -68,8 +74,8 @@ def evaluate_pairs(
             "haze": pair.haze, "rain": pair.rain, "noise": pair.noise,
             **{k: float(v[0]) for k, v in scores.items()}, "runtime_s": runtime,
         })
-        if sample_dir is not None and i < keep:
-            write_image(sample_dir / f"{set_name}_{i:03d}.png", out[0].permute(1, 2, 0).numpy())
+        if samples is not None and i < keep:
+            samples[f"{set_name}_{i:03d}.png"] = to_uint8(out[0].permute(1, 2, 0).numpy())
     return rows
 
 
@@ -126,9 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", help="real benchmark images (for the SDIR sets); default: params/INTERIR_DATA")
     p.add_argument("--out", default="results/eval", help="results go to OUT/<model>-s<seed>/")
     p.add_argument("--no-mlflow", action="store_true")
+    p.add_argument("--metrics", choices=BACKENDS, default="fast",
+                   help="metrics backend: fast (default, validated against pyiqa to 1e-4) or pyiqa (reference)")
     a = p.parse_args(argv)
     params = load_params(a.params, a.profile)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
     name = run_name(a.model, a.seed)
     ckpt_path = Path(a.checkpoint) if a.checkpoint else Path(a.train_dir) / name / "model.pt"
     state = ckpt_io.load(ckpt_path, expect_model=a.model)
@@ -137,31 +146,40 @@ def main(argv: list[str] | None = None) -> int:
 
     card = get_card(a.model)
     out_dir = Path(a.out) / name
-    scorer = Scorer()
+    _check_writable(out_dir)
+    scorer = Scorer(backend=a.metrics)
     cfg = params.evaluate
     sets = {"MDIR": read_manifest(a.data, "test")}
     root = _data_root(a.data_root, params.data.root)
     sets.update(sdir_sets(root))
     rows: list[dict[str, Any]] = []
+    samples: dict[str, np.ndarray] = {}
     for set_name, pairs in sets.items():
         rows += evaluate_pairs(model, pairs, set_name, card.stride, cfg.tile, cfg.tile_overlap, scorer,
-                               keep=cfg.save_images, sample_dir=out_dir / "samples")
+                               keep=cfg.save_images, samples=samples)
     agg = aggregate(rows)
     dver = data_version(a.data)
     metrics = {"model": a.model, "seed": a.seed, "profile": params.profile, "data_version": dver,
                "checkpoint_step": int(state["step"]), "sets": agg}
-    write_csv(out_dir / "per_image.csv", rows)
-    write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    try:
+        write_csv(out_dir / "per_image.csv", rows)
+        write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+        for fname, arr in samples.items():
+            write_image(out_dir / "samples" / fname, arr)
+    except OSError as exc:
+        raise UserError(f"{exc.filename or out_dir}: cannot write ({exc.strerror})") from None
     if not a.no_mlflow:
         from pipelines import tracking
 
-        tags = tracking.run_tags("evaluate", a.model, params.profile, a.seed, dver)
-        tags["train_run_id"] = str(state.get("mlflow_run_id") or "")
-        with tracking.tracked_run(params.profile, f"evaluate:{a.model}:s{a.seed}", tags) as run:
+        tags = tracking.run_tags(a.model, params.profile, a.seed, dver)
+        # The training run of this checkpoint when the tracking store has it and the data agree; else a new run.
+        train_run = state.get("mlflow_run_id") if state.get("data_version") == dver else None
+        with tracking.tracked_run(params.profile, tracking.run_name(a.model, params.profile, a.seed), tags,
+                                  run_id=train_run) as run:
             import mlflow
 
-            mlflow.log_params({"model": a.model, "preset": state.get("preset", ""), "seed": a.seed,
-                               "profile": params.profile, "checkpoint": str(ckpt_path)})
+            mlflow.set_tags({"eval.checkpoint": str(ckpt_path), "eval.checkpoint_step": str(state["step"]),
+                             "eval.metrics_backend": a.metrics})
             flat = {}
             for set_name, e in agg.items():
                 for k in METRIC_KEYS:
@@ -171,12 +189,23 @@ def main(argv: list[str] | None = None) -> int:
                         flat[f"{set_name}/{c}/{k}"] = m[k]
                 flat[f"{set_name}/runtime_s"] = e["runtime_s"]
             mlflow.log_metrics({k.replace("+", "_"): v for k, v in flat.items()})
-            mlflow.log_artifact(str(out_dir / "per_image.csv"))
+            mlflow.log_artifact(str(out_dir / "per_image.csv"), "eval")
+            mlflow.log_artifact(str(out_dir / "metrics.json"), "eval")
             _ = run
     mdir = agg["MDIR"]
     print(f"{a.model} (seed {a.seed}) MDIR: PSNR {mdir['psnr']:.2f} dB, SSIM {mdir['ssim']:.4f} "
           f"over {mdir['n']} images -> {out_dir / 'metrics.json'}")
     return 0
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before the (long) evaluation if the results cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot create the output folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{folder}: output folder is not writable")
 
 
 def _data_root(cli: str | None, param: str) -> Path | None:

@@ -1,0 +1,164 @@
+"""The evaluate stage: per-image CSV and metrics JSON, and every kind of bad input as a one-line error."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines import checkpoint as ckpt_io
+from pipelines import cli
+from pipelines.imageio import read_image, write_image
+from pipelines.inference import restore_tensor
+from pipelines.pairs import read_manifest
+from tests.conftest import REPO
+
+
+def save_checkpoint(path: Path, model_name: str = "nafnet", seed: int = 0) -> Path:
+    """A model.pt as the train stage writes it, without the training (random weights)."""
+    from interir.registry import create_model, model_args
+
+    torch.manual_seed(seed)
+    model = create_model(model_name, "smoke")
+    ckpt_io.save(path, {"model": model_name, "model_args": model_args(model_name, "smoke"), "preset": "smoke",
+                        "step": 5, "seed": seed, "data_version": "x", "model_state": model.state_dict(),
+                        "mlflow_run_id": None})
+    return path
+
+
+@pytest.fixture
+def setup(tiny_mdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    monkeypatch.delenv("INTERIR_DATA", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return {"data": tiny_mdir, "ckpt": save_checkpoint(tmp_path / "model.pt"), "out": tmp_path / "eval"}
+
+
+def _run(s: dict[str, Path], *extra: str, model: str = "nafnet") -> int:
+    return cli.main(["evaluate", model, "--params", str(REPO / "params.yaml"), "--profile", "smoke",
+                     "--data", str(s["data"]), "--checkpoint", str(s["ckpt"]), "--out", str(s["out"]),
+                     "--no-mlflow", *extra])
+
+
+def _one_error_line(capsys: pytest.CaptureFixture, *needles: str) -> str:
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    errs = [ln for ln in lines if ln.startswith("interir-bench evaluate: error: ")]
+    assert len(errs) == 1, lines
+    for n in needles:
+        assert n in errs[0], errs[0]
+    return errs[0]
+
+
+def test_per_image_csv_and_metrics_json(setup: dict[str, Path]) -> None:
+    assert _run(setup) == 0
+    out = setup["out"] / "nafnet-s0"
+    with (out / "per_image.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    pairs = read_manifest(setup["data"], "test")
+    assert len(rows) == len(pairs)
+    assert list(rows[0]) == ["image", "set", "combination", "haze", "rain", "noise", "psnr", "ssim", "psnr_y",
+                             "ssim_y", "runtime_s"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    mdir = metrics["sets"]["MDIR"]
+    assert mdir["n"] == len(pairs) and metrics["checkpoint_step"] == 5
+    for k in ("psnr", "ssim", "psnr_y", "ssim_y"):
+        assert mdir[k] == pytest.approx(np.mean([float(r[k]) for r in rows]), abs=1e-5)
+    assert set(mdir["by_combination"]) == {"noise"}
+    # Recompute image 0 from scratch: pad/forward/crop/clamp, quantise, closed-form PSNR.
+    model = ckpt_io.build_model(ckpt_io.load(setup["ckpt"])).eval()
+    x = torch.from_numpy(read_image(pairs[0].input)).permute(2, 0, 1)[None]
+    y = np.rint(read_image(pairs[0].target) * 255)
+    pred = np.rint(restore_tensor(model, x)[0].permute(1, 2, 0).numpy() * 255)
+    mse = np.mean((pred / 255 - y / 255) ** 2)
+    assert float(rows[0]["psnr"]) == pytest.approx(10 * math.log10(1 / (mse + 1e-8)), abs=1e-4)
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["MDIR_000.png", "MDIR_001.png"]
+
+
+def _existing_outputs(setup: dict[str, Path]) -> dict[Path, bytes]:
+    """Outputs of an earlier evaluation, which a failing one must leave as they are."""
+    out = setup["out"] / "nafnet-s0"
+    files = {out / "metrics.json": b'{"earlier": true}', out / "per_image.csv": b"earlier\n",
+             out / "samples" / "MDIR_000.png": b"earlier png"}
+    for p, b in files.items():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b)
+    return files
+
+
+def _unchanged(files: dict[Path, bytes]) -> None:
+    for p, b in files.items():
+        assert p.read_bytes() == b, p
+
+
+def test_corrupt_image_is_one_line_error_and_nothing_is_overwritten(setup: dict[str, Path],
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    files = _existing_outputs(setup)
+    bad = read_manifest(setup["data"], "test")[1].input  # the second image: the first one is processed
+    bad.write_bytes(bad.read_bytes()[:60])  # truncated PNG
+    assert _run(setup) == 2
+    _one_error_line(capsys, str(bad), "corrupt")
+    _unchanged(files)
+
+
+def test_mismatched_pair_is_one_line_error(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    files = _existing_outputs(setup)
+    pair = read_manifest(setup["data"], "test")[0]
+    write_image(pair.target, np.zeros((40, 48, 3), np.uint8))
+    assert _run(setup) == 2
+    _one_error_line(capsys, str(pair.input), "does not match")
+    _unchanged(files)
+
+
+def test_missing_target_is_one_line_error(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    pair = read_manifest(setup["data"], "test")[0]
+    pair.target.unlink()
+    assert _run(setup) == 2
+    _one_error_line(capsys, str(pair.target), "not found")
+
+
+def test_checkpoint_of_another_model(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    setup["ckpt"] = save_checkpoint(setup["ckpt"].parent / "other.pt", "deepsn_dmum")
+    assert _run(setup) == 2
+    _one_error_line(capsys, str(setup["ckpt"]), "'deepsn_dmum'", "expected 'nafnet'")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+@pytest.mark.parametrize("how", ["truncated", "weights", "pickle"])
+def test_tampered_checkpoint(setup: dict[str, Path], capsys: pytest.CaptureFixture, how: str) -> None:
+    path = setup["ckpt"]
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        needle = "unreadable or unsafe"
+    elif how == "weights":  # a valid file whose tensors no longer fit the model it names
+        state = torch.load(path, weights_only=True)
+        name = next(iter(state["model_state"]))
+        state["model_state"][name] = torch.zeros(3)
+        torch.save(state, path)
+        needle = "weights do not match"
+    else:  # arbitrary code in the pickle: weights_only refuses it
+        state = torch.load(path, weights_only=True)
+        state["extra"] = _Evil()
+        with path.open("wb") as fh:
+            torch.save(state, fh, pickle_module=pickle)
+        needle = "unreadable or unsafe"
+    assert _run(setup) == 2
+    err = _one_error_line(capsys, str(path), needle)
+    assert "pwned" not in err and "pwned" not in capsys.readouterr().out
+
+
+def test_unwritable_output_folder(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    blocker = setup["out"].parent / "a-file"
+    blocker.write_text("not a folder")
+    setup["out"] = blocker / "eval"
+    assert _run(setup) == 2
+    _one_error_line(capsys, str(blocker))
+    assert blocker.read_text() == "not a folder"
