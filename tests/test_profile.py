@@ -83,11 +83,13 @@ def test_unknown_model_is_user_error():
 
 
 def test_stage_mode_writes_json(tmp_path, capsys):
+    import yaml
+
+    raw = yaml.safe_load(open("params.yaml").read())
+    raw.update(profile="smoke", models=["interir", "nafnet"])
+    raw["profiling"].update(size=64, repeats=1, paper_preset=True, paper_full=False)
     params = tmp_path / "params.yaml"
-    text = open("params.yaml").read()
-    text = text.replace("models: [nafnet]", "models: [interir, nafnet]")
-    text = text.replace("  size: 256\n", "  size: 64\n").replace("  repeats: 3\n", "  repeats: 1\n")
-    params.write_text(text)
+    params.write_text(yaml.safe_dump(raw))
     out = tmp_path / "res" / "profile.json"
     assert profile.main(["--stage", "--params", str(params), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
