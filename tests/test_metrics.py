@@ -1,0 +1,124 @@
+"""Metric calibration: closed forms, scikit-image (MATLAB convention) and pyiqa (reference backend)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage import color, data, filters
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+
+from pipelines.metrics import Scorer, gaussian_1d, psnr_closed_form, ssim_fast
+
+pytestmark = pytest.mark.calibration
+
+
+def _t(a: np.ndarray) -> torch.Tensor:
+    """uint8 HxWx3 -> float (1,3,H,W) in [0,1]."""
+    return torch.from_numpy(a.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+
+
+def _pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, distorted, reference) uint8 pairs: noise, blur, rain-like streaks, flat, saturated, odd size."""
+    rng = np.random.default_rng(0)
+    out = []
+    for name, img in (("astronaut", data.astronaut()), ("coffee", data.coffee()), ("chelsea", data.chelsea())):
+        ref = img[40:136, 60:188]  # 96 x 128
+        noisy = np.clip(ref + rng.normal(0, 20, ref.shape), 0, 255).round().astype(np.uint8)
+        blur = (filters.gaussian(ref, sigma=2, channel_axis=-1, preserve_range=True)).round().astype(np.uint8)
+        out += [(f"{name}-noise", noisy, ref), (f"{name}-blur", blur, ref)]
+    ref = data.astronaut()[100:153, 200:237]  # odd size 53 x 37
+    streaks = ref.copy()
+    streaks[:, ::5] = np.clip(streaks[:, ::5].astype(int) + 80, 0, 255)
+    out.append(("odd-streaks", streaks, ref))
+    flat = np.full((32, 40, 3), 128, np.uint8)
+    out.append(("flat-vs-noise", np.clip(flat + rng.normal(0, 5, flat.shape), 0, 255).astype(np.uint8), flat))
+    sat = np.zeros((32, 32, 3), np.uint8)
+    sat[:, 16:] = 255
+    out.append(("saturated", np.clip(sat.astype(int) + rng.integers(-3, 4, sat.shape), 0, 255).astype(np.uint8),
+                sat))
+    return out
+
+
+PAIRS = _pairs()
+
+
+@pytest.fixture(scope="module")
+def scorers() -> dict[str, Scorer]:
+    return {"fast": Scorer(backend="fast"), "pyiqa": Scorer(backend="pyiqa")}
+
+
+def _y_matlab(a: np.ndarray) -> np.ndarray:
+    """MATLAB rgb2ycbcr luma on uint8 input, rounded to integers as MATLAB's uint8 output."""
+    return np.round(color.rgb2ycbcr(a)[..., 0])
+
+
+@pytest.mark.parametrize("backend", ["fast", "pyiqa"])
+def test_psnr_matches_closed_form(scorers: dict[str, Scorer], backend: str) -> None:
+    rng = np.random.default_rng(1)
+    ref = rng.integers(10, 246, (40, 56, 3)).astype(np.uint8)
+    delta = rng.choice([-3, 0, 2], ref.shape)
+    dist = (ref.astype(int) + delta).astype(np.uint8)
+    mse = float(np.mean((delta / 255.0) ** 2))
+    got = scorers[backend](_t(dist), _t(ref))
+    assert got["psnr"].item() == pytest.approx(psnr_closed_form(mse), abs=1e-4)  # pyiqa's eps = 1e-8 included
+    # Without the eps: 10 log10(1 + eps/mse) = 6.6e-4 dB here (at 41.8 dB); it grows with PSNR.
+    assert got["psnr"].item() == pytest.approx(10 * math.log10(1.0 / mse), abs=1e-3)
+    same = scorers[backend](_t(ref), _t(ref))
+    assert same["psnr"].item() == pytest.approx(80.0, abs=1e-4)  # eps cap, range 1
+    assert same["psnr_y"].item() == pytest.approx(psnr_closed_form(0.0, 255.0), abs=1e-3)  # 128.13 dB
+    assert same["ssim"].item() == pytest.approx(1.0, abs=1e-6) and same["ssim_y"].item() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["fast", "pyiqa"])
+@pytest.mark.parametrize("name", [p[0] for p in PAIRS])
+def test_matches_matlab_convention_via_skimage(scorers: dict[str, Scorer], backend: str, name: str) -> None:
+    dist, ref = next((d, r) for n, d, r in PAIRS if n == name)
+    got = scorers[backend](_t(dist), _t(ref))
+    yd, yr = _y_matlab(dist), _y_matlab(ref)
+    ssim_kw = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
+    assert got["psnr_y"].item() == pytest.approx(peak_signal_noise_ratio(yr, yd, data_range=255), abs=1e-3)
+    assert got["ssim_y"].item() == pytest.approx(structural_similarity(yr, yd, **ssim_kw), abs=1e-3)
+    # RGB PSNR is on the [0,1] scale, where pyiqa's eps (1e-8) is visible above ~40 dB: compare with it included.
+    mse = mean_squared_error(ref / 255.0, dist / 255.0)
+    assert got["psnr"].item() == pytest.approx(psnr_closed_form(mse), abs=1e-3)
+    assert psnr_closed_form(mse, eps=0.0) == pytest.approx(peak_signal_noise_ratio(ref, dist, data_range=255))
+    ssim_rgb = structural_similarity(ref.astype(np.float64), dist.astype(np.float64), channel_axis=-1, **ssim_kw)
+    assert got["ssim"].item() == pytest.approx(ssim_rgb, abs=1e-3)
+
+
+def test_fast_backend_equals_pyiqa(scorers: dict[str, Scorer]) -> None:
+    worst = dict.fromkeys(("psnr", "ssim", "psnr_y", "ssim_y"), 0.0)
+    for _, dist, ref in PAIRS:
+        a = scorers["fast"](_t(dist), _t(ref))
+        b = scorers["pyiqa"](_t(dist), _t(ref))
+        for k in worst:
+            worst[k] = max(worst[k], abs(a[k].item() - b[k].item()))
+    assert all(v <= 1e-4 for v in worst.values()), worst
+    # Batched calls give per-image values equal to single calls (outputs in [0,1] that are not yet quantised).
+    torch.manual_seed(0)
+    y = torch.rand(3, 3, 48, 64)
+    x = (y + 0.1 * torch.randn_like(y)).clamp(-0.1, 1.1)
+    batched = scorers["fast"](x, y)
+    for i in range(3):
+        single = scorers["fast"](x[i : i + 1], y[i : i + 1])
+        ref = scorers["pyiqa"](x[i : i + 1], y[i : i + 1])
+        for k in worst:
+            assert batched[k][i].item() == pytest.approx(single[k].item(), abs=1e-6)
+            assert batched[k][i].item() == pytest.approx(ref[k].item(), abs=1e-4)
+
+
+def test_gaussian_window_is_matlab_fspecial() -> None:
+    from pyiqa.matlab_utils import fspecial
+
+    g = gaussian_1d()
+    assert torch.allclose(torch.outer(g, g).float(), fspecial(11, 1.5)[0, 0], atol=1e-8)
+
+
+def test_ssim_fast_rejects_too_small_images_and_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="at least 11"):
+        ssim_fast(torch.zeros(1, 1, 10, 20), torch.zeros(1, 1, 10, 20))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        Scorer()(torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 16, 17))
