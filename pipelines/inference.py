@@ -22,26 +22,41 @@ def restore_tensor(
 ) -> torch.Tensor:
     """Restore a (B,3,H,W) batch in [0,1]; ``tile`` > 0 bounds memory by overlapping tiles.
 
-    Tiles are blended by averaging the overlaps, so the output does not depend on where
-    seams fall beyond the receptive field of the model.
+    Each tile contributes only its centre: ``overlap // 2`` pixels next to an inner tile
+    edge are discarded, so the tiled result equals the whole-image one exactly for a model
+    whose receptive-field radius is at most ``overlap // 2`` (to float rounding). Models
+    with global operations (NAFNet's channel attention, FFT branches, the unfolding's
+    image-sized matrices) see different statistics per tile: docs/engine.md quantifies it.
     """
     xp, (h, w) = pad_to_stride(x, stride)
     H, W = xp.shape[-2:]
     if tile <= 0 or (H <= tile and W <= tile):
         return model(xp)[..., :h, :w].clamp(0, 1)
     tile = max(stride, tile - tile % stride)
+    overlap = min(max(0, overlap), tile // 2)
     step = max(stride, tile - overlap - (tile - overlap) % stride)
-    out = torch.zeros_like(xp)
-    weight = torch.zeros_like(xp[:, :1])
-    ys = list(range(0, max(H - tile, 0) + 1, step))
-    xs = list(range(0, max(W - tile, 0) + 1, step))
-    if ys[-1] + tile < H:
-        ys.append(H - tile)
-    if xs[-1] + tile < W:
-        xs.append(W - tile)
+    margin = overlap // 2
+    out = torch.empty_like(xp)
+    ys = _starts(H, tile, step)
+    xs = _starts(W, tile, step)
     for top in ys:
+        th = min(tile, H - top)
         for left in xs:
-            patch = xp[..., top : top + tile, left : left + tile]
-            out[..., top : top + tile, left : left + tile] += model(patch)
-            weight[..., top : top + tile, left : left + tile] += 1
-    return (out / weight)[..., :h, :w].clamp(0, 1)
+            tw = min(tile, W - left)
+            pred = model(xp[..., top : top + th, left : left + tw])
+            t0 = margin if top > 0 else 0
+            t1 = th - margin if top + th < H else th
+            l0 = margin if left > 0 else 0
+            l1 = tw - margin if left + tw < W else tw
+            out[..., top + t0 : top + t1, left + l0 : left + l1] = pred[..., t0:t1, l0:l1]
+    return out[..., :h, :w].clamp(0, 1)
+
+
+def _starts(size: int, tile: int, step: int) -> list[int]:
+    """Tile origins along one axis: every ``step``, the last one flush with the far edge."""
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile + 1, step))
+    if starts[-1] + tile < size:
+        starts.append(size - tile)
+    return starts

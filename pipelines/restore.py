@@ -1,10 +1,11 @@
 """``interir-bench restore``: restore your own photos with a trained checkpoint.
 
-Any size is accepted: images are padded to the model's stride and, above ``--tile``
-pixels a side, processed in overlapping tiles to bound memory. Inputs follow the rules of
-:mod:`pipelines.imageio` (grayscale -> RGB, alpha dropped, 16-bit -> [0,1]); outputs are
-8-bit RGB PNGs with the input's size and file stem, written atomically. An existing
-output is never overwritten unless ``--overwrite`` is given.
+Any size is accepted: images are padded to the model's stride (reflect) and, above
+``--tile`` pixels a side, processed in overlapping tiles to bound memory. Inputs follow
+the rules of :mod:`pipelines.imageio` (grayscale -> RGB, alpha dropped, 16-bit ->
+[0,1]); outputs are 8-bit RGB PNGs with the input's size, named ``<stem>.png``, written
+atomically. Every input and the checkpoint are checked before the first output is
+written, and an existing output is never overwritten unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True, help="a model.pt written by 'interir-bench train'")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--tile", type=int, default=512, help="tile size in pixels (0 = whole image)")
-    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--tile", type=int, default=512, help="tile size in pixels (0 = whole image; default 512)")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels; half of it is discarded per edge")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     out_dir = Path(a.out)
@@ -44,20 +45,27 @@ def main(argv: list[str] | None = None) -> int:
     clash = [str(t) for _, t in targets if t.exists()]
     if clash and not a.overwrite:
         raise UserError(f"{clash[0]}: exists (use --overwrite)")
-    stems = [t for _, t in targets]
-    if len(set(stems)) != len(stems):
-        raise UserError("two inputs share a file stem and would write the same output")
-    # Validate every input before writing anything.
-    arrays = [read_image(src) for src, _ in targets]
+    seen: dict[Path, Path] = {}
+    for src, dst in targets:
+        if dst in seen:
+            raise UserError(f"{src}: same file stem as {seen[dst]}; both would write {dst}")
+        seen[dst] = src
     state = ckpt_io.load(a.checkpoint)
     model = ckpt_io.build_model(state, a.checkpoint).eval()
+    # Validate every input before writing anything (decoded twice: memory stays at one image).
+    for src, _ in targets:
+        read_image(src)
     from interir.registry import get_card
 
     stride = get_card(state["model"]).stride
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    for (src, dst), arr in zip(targets, arrays):
-        x = torch.from_numpy(arr).permute(2, 0, 1)[None]
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    for src, dst in targets:
+        x = torch.from_numpy(read_image(src)).permute(2, 0, 1)[None]
         y = restore_tensor(model, x, stride=stride, tile=a.tile, overlap=a.overlap)
-        write_image(dst, y[0].permute(1, 2, 0).numpy())
+        try:
+            write_image(dst, y[0].permute(1, 2, 0).numpy())
+        except OSError as exc:
+            raise UserError(f"{dst}: cannot write ({exc.strerror})") from None
         print(f"{src} -> {dst}", file=sys.stderr)
     return 0
