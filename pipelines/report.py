@@ -217,9 +217,15 @@ def build_figures(params: Params, per_image: pd.DataFrame, profile: dict, tabs: 
     except env.UserError:
         test_pairs = []
 
+    timings: dict[str, float] = {}
+    t_last = [time.perf_counter()]
+
     def put(name: str, fig: Any, caption: str) -> None:
         if fig is not None:
             out[name] = (figs.png_bytes(fig), caption)
+        now = time.perf_counter()
+        timings[name] = round(now - t_last[0], 2)
+        t_last[0] = now
 
     put("resources", figs.fig_resources(tabs["table8_resources"], profile, per_image, models),
         "Left: the paper's Table 8 (PSNR against GFLOPs, marker area = parameters). Right: ours; MACs and "
@@ -258,10 +264,11 @@ def build_figures(params: Params, per_image: pd.DataFrame, profile: dict, tabs: 
         put("iterates", figs.fig_iterates(net, its_pairs, "InterIR"),
             "The unfolding made visible: the image estimate x_k after stages k of the trained InterIR, and the "
             "PSNR of every iterate (grey: single images, red: mean).")
-    train_runs = data.latest_runs(runs, "train", models, params.seeds)
+    train_runs = data.latest_runs(runs, models, params.seeds)
     ids = {f"{r['tags.model']} s{r['tags.seed']}": r["run_id"] for _, r in train_runs.iterrows()}
     put("training", figs.fig_training(data.loss_history(ids)),
         "Training loss per run, read from MLflow (train/loss, logged every train.log_every steps).")
+    extra["timings"] = timings
     return out, extra
 
 
@@ -277,10 +284,8 @@ def _html_figures(figures: dict[str, tuple[bytes, str]]) -> list[str]:
 def provenance(params: Params, data_dir: Path, runs: pd.DataFrame, paper_runs: dict[str, str]) -> dict[str, Any]:
     from pipelines.pairs import data_version
 
-    ids = {}
-    for stage in ("train", "evaluate"):
-        for _, r in data.latest_runs(runs, stage, params.models, params.seeds).iterrows():
-            ids[f"{stage}:{r['tags.model']}:s{r['tags.seed']}"] = r["run_id"]
+    ids = {f"{r['tags.model']}/s{r['tags.seed']}": f"{r['run_id']} ({r['status']})"
+           for _, r in data.latest_runs(runs, params.models, params.seeds).iterrows()}
     return {
         "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "profile": params.profile,
@@ -322,6 +327,7 @@ def build_report(params: Params, out: Path, eval_dir: Path, train_dir: Path, dat
     tabs = tables.build_all(per_image, models, profile, params.preset, machine, cfg.bootstrap, cfg.ci)
     ledger = claims_mod.evaluate_claims(per_image, profile, cfg.bootstrap, cfg.ci)
     consistency = claims_mod.consistency_checks()
+    t_tables = time.perf_counter() - t0
     runs = data.mlflow_runs(params.profile)
     paper_runs: dict[str, str] = {}
     if log_paper:
@@ -329,11 +335,13 @@ def build_report(params: Params, out: Path, eval_dir: Path, train_dir: Path, dat
 
         paper_runs = log_paper_runs(params.profile)
         runs = data.mlflow_runs(params.profile)
+    t_mlflow = time.perf_counter() - t0 - t_tables
     prov = provenance(params, data_dir, runs, paper_runs)
     figures, extra = build_figures(params, per_image, profile, tabs, runs, eval_dir, train_dir, data_dir)
 
-    run_cols = [c for c in ("run_id", "tags.mlflow.runName", "tags.role", "tags.stage", "tags.model", "tags.seed",
-                            "status", "metrics.MDIR/psnr", "metrics.MDIR/ssim") if c in runs.columns]
+    run_cols = [c for c in ("run_id", "tags.mlflow.runName", "tags.role", "tags.model", "tags.seed", "status",
+                            "metrics.MDIR/psnr", "metrics.MDIR/ssim", "metrics.MDIR/haze_rain_noise/psnr",
+                            "metrics.rain100h/psnr_y", "metrics.sots-indoor/psnr") if c in runs.columns]
     run_table = runs[run_cols].rename(columns=lambda c: c.replace("tags.", "").replace("metrics.", "")) \
         if len(runs) else pd.DataFrame(columns=["run_id"])
 
@@ -395,7 +403,8 @@ def build_report(params: Params, out: Path, eval_dir: Path, train_dir: Path, dat
             f"<style>{CSS}</style></head><body>" + "\n".join(body) + "</body></html>")
     write_text(out / "index.html", page)
     summary = {"profile": params.profile, "models_with_results": ran, "not_run": missing, "claims": counts,
-               "figures": sorted(figures), "tables": sorted(TABLE_FILES), "seconds": time.perf_counter() - t0}
+               "figures": sorted(figures), "tables": sorted(TABLE_FILES), "seconds": time.perf_counter() - t0,
+               "seconds_tables": t_tables, "seconds_mlflow": t_mlflow, "seconds_figures": extra["timings"]}
     write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 

@@ -187,15 +187,17 @@ def mlflow_runs(profile: str) -> pd.DataFrame:
     return runs if isinstance(runs, pd.DataFrame) else pd.DataFrame()
 
 
-def latest_runs(runs: pd.DataFrame, stage: str, models: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:
-    """The newest finished run of ``stage`` per (model, seed) among ``models`` x ``seeds``."""
-    need = {"tags.stage", "tags.model", "tags.seed", "tags.role"}
+def latest_runs(runs: pd.DataFrame, models: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:
+    """The newest reproduced run per (model, seed) among ``models`` x ``seeds``.
+
+    One MLflow run per (model, profile, seed) holds both the training (``train/loss``) and
+    the evaluate stage's metrics (:mod:`pipelines.tracking`).
+    """
+    need = {"tags.model", "tags.seed", "tags.role"}
     if runs.empty or not need <= set(runs.columns):
-        return pd.DataFrame()
-    sel = runs[(runs["tags.stage"] == stage) & (runs["tags.role"] == "reproduced")
-               & runs["tags.model"].isin(list(models)) & runs["tags.seed"].isin([str(s) for s in seeds])]
-    if "status" in sel.columns:
-        sel = sel[sel["status"] == "FINISHED"]
+        return pd.DataFrame(columns=["run_id", "tags.model", "tags.seed", "status"])
+    sel = runs[(runs["tags.role"] == "reproduced") & runs["tags.model"].isin(list(models))
+               & runs["tags.seed"].isin([str(s) for s in seeds])]
     sel = sel.sort_values("start_time", ascending=False)
     return sel.drop_duplicates(["tags.model", "tags.seed"]).reset_index(drop=True)
 

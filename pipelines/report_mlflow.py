@@ -76,7 +76,7 @@ def log_paper_runs(profile: str) -> dict[str, str]:
             continue
         tables = ",".join(t for t, _ in PAPER_ROWS[key]) if key in PAPER_ROWS else ""
         rows = "; ".join(f"{t}:{r}" for t, r in PAPER_ROWS[key]) if key in PAPER_ROWS else key
-        tags = {"role": "paper", "stage": "paper", "model": key, "profile": profile, "seed": "-",
+        tags = {"role": "paper", "model": key, "profile": profile, "seed": "-",
                 "reference.hash": ref, "paper.table": tables, "paper.row": rows,
                 "source": "arXiv 2511.10166 (quoted in pipelines/reference)"}
         run = client.create_run(exp.experiment_id, run_name=f"paper:{key}", tags=tags)

@@ -1,0 +1,293 @@
+"""Tests of the report stage: tables, figures, HTML (rendered in headless Chromium), claims verdicts.
+
+The report runs once (module fixture) on a TEST FIXTURE of results: fake but structurally real
+per_image.csv files, a profile.json, saved samples, a tiny manifest with real images, untrained
+smoke-preset checkpoints and an MLflow SQLite store in a temporary directory. The fixture's
+numbers are invented; only the report's handling of them is tested.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipelines import claims
+from pipelines.report_data import COMBINATION_ORDER, Estimate, bootstrap, difference, score_matrix
+
+REPO = Path(__file__).resolve().parents[1]
+# Models of the fixture: four with results, one listed without results ("not run").
+WITH_RESULTS = {"interir": 1.0, "deepsn_net": 0.0, "deepsn_xconv": 0.5, "fdtanet": -0.5}
+NOT_RUN_MODEL = "interir_como"
+SOURCES = 3
+
+
+def _write_manifest(root: Path) -> list[dict]:
+    from skimage import data
+
+    from pipelines.imageio import write_image
+    from pipelines.pairs import MANIFEST_COLUMNS
+
+    photo = data.astronaut().astype(np.float32) / 255.0
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(SOURCES):
+        clean = photo[64 * s: 64 * s + 32, 100:132]
+        write_image(root / f"clean/src{s}.png", clean)
+        for comb in COMBINATION_ORDER:
+            f = f"test/{comb.replace('+', '_')}/src{s}.png"
+            write_image(root / f, np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1))
+            rows.append({"file": f, "target": f"clean/src{s}.png", "source": f"src{s}", "split": "test",
+                         "combination": comb, "haze": 100.0 if "haze" in comb else 0.0,
+                         "rain": float(rng.uniform(50, 300)) if "rain" in comb else 0.0,
+                         "noise": float(rng.uniform(0, 50)) if "noise" in comb else 0.0, "seed": s,
+                         "sha256": hashlib.sha256((root / f).read_bytes()).hexdigest()})
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def _write_results(base: Path, manifest: list[dict]) -> None:
+    import torch
+
+    from interir.registry import create_model, model_args
+    from pipelines import checkpoint
+    from pipelines.imageio import write_image
+
+    rng = np.random.default_rng(1)
+    profile = {}
+    for model, offset in WITH_RESULTS.items():
+        rows = []
+        for r in manifest:
+            base_psnr = 20 + 2 * COMBINATION_ORDER.index(r["combination"]) / 7 + rng.normal(0, 0.3)
+            rows.append({"image": r["file"], "set": "MDIR", "combination": r["combination"], "haze": r["haze"],
+                         "rain": r["rain"], "noise": r["noise"], "psnr": base_psnr + offset,
+                         "ssim": 0.7 + offset / 100, "psnr_y": base_psnr + offset + 1, "ssim_y": 0.75,
+                         "runtime_s": 0.01})
+        for i in range(6):  # an SDIR set as the evaluate stage names it
+            rows.append({"image": str(i + 1), "set": "rain100h", "combination": "", "haze": 0, "rain": 0, "noise": 0,
+                         "psnr": 25 + offset, "ssim": 0.8, "psnr_y": 26 + offset + rng.normal(0, 0.2),
+                         "ssim_y": 0.82, "runtime_s": 0.01})
+        out = base / "results/eval" / f"{model}-s0"
+        out.mkdir(parents=True)
+        pd.DataFrame(rows).to_csv(out / "per_image.csv", index=False)
+        for i in range(2):
+            write_image(out / "samples" / f"MDIR_{i:03d}.png", np.full((32, 32, 3), 0.2 * (i + 1), np.float32))
+        profile[model] = {"smoke": {"params": 1000, "gmacs": 0.1, "latency_s": 0.01},
+                          "paper": {"params": 24e6 + 3e6 * offset, "gmacs": 86.0 - 60 * offset}}
+        if model in ("interir", "deepsn_net"):  # real (untrained) smoke checkpoints for t-SNE, masks, iterates
+            torch.manual_seed(0)
+            net = create_model(model, "smoke")
+            ckpt = base / "results/train" / f"{model}-s0" / "model.pt"
+            ckpt.parent.mkdir(parents=True)
+            checkpoint.save(ckpt, {"model": model, "model_args": model_args(model, "smoke"), "step": 0,
+                                   "model_state": net.state_dict()})
+    (base / "results/profile.json").write_text(json.dumps(profile))
+
+
+def _write_mlflow_runs() -> None:
+    import mlflow
+
+    from pipelines import tracking
+
+    for model in ("interir", "deepsn_net"):
+        tags = tracking.run_tags(model, "smoke", 0, "fixture")
+        with tracking.tracked_run("smoke", tracking.run_name(model, "smoke", 0), tags):
+            for step in range(1, 6):
+                mlflow.log_metric("train/loss", 1.0 / step, step=step * 10)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Run the report once on the fixture; return paths and the summary."""
+    base = tmp_path_factory.mktemp("report_fixture")
+    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "INTERIR_DATA")}
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{base / 'mlflow.db'}"
+    os.environ.pop("INTERIR_DATA", None)
+    cwd = os.getcwd()
+    try:
+        os.chdir(base)  # provenance reads dvc.lock/git from the working directory: none here
+        manifest = _write_manifest(base / "datasets/mdir")
+        _write_results(base, manifest)
+        _write_mlflow_runs()
+        raw = yaml.safe_load((REPO / "params.yaml").read_text())
+        raw.update(profile="smoke", models=[*WITH_RESULTS, NOT_RUN_MODEL], seeds=[0])
+        raw["data"]["root"] = ""
+        raw["report"] = {"bootstrap": 200, "ci": 0.95}
+        (base / "params.yaml").write_text(yaml.safe_dump(raw))
+        from pipelines import report
+
+        rc = report.main(["--params", "params.yaml", "--out", "reports"])
+        from pipelines.report_mlflow import log_paper_runs
+
+        again = log_paper_runs("smoke")  # second call must not add runs
+        import mlflow
+
+        paper_runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.role = 'paper'")
+        yield {"base": base, "rc": rc, "out": base / "reports", "again": again, "paper_runs": paper_runs,
+               "summary": json.loads((base / "reports/summary.json").read_text())}
+    finally:
+        os.chdir(cwd)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_report_writes_every_table_and_figure(built: dict) -> None:
+    from pipelines.report import FIGURES, TABLE_FILES
+
+    assert built["rc"] == 0
+    out = built["out"]
+    for name in TABLE_FILES:
+        assert (out / "tables" / f"{name}.csv").is_file(), name
+    for name in FIGURES:
+        png = out / "figures" / f"{name}.png"
+        assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG", name
+    page = (out / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == len(list((out / "figures").glob("*.png")))
+    assert 'src="http' not in page and "<script" not in page  # self-contained
+
+
+def test_tables_mark_paper_only_and_not_run(built: dict) -> None:
+    t1 = pd.read_csv(built["out"] / "tables/table1_mdir.csv", keep_default_na=False)
+    assert set(t1[t1["method"] == "Restormer"]["status"]) == {"paper only"}
+    inter = t1[(t1["method"] == "InterIR") & (t1["metric"] == "psnr")]
+    assert set(inter["status"]) == {"reproduced"} and len(inter) == 8
+    avg = inter[inter["key"] == "average"].iloc[0]
+    assert float(avg["ci_low"]) < float(avg["ours"]) < float(avg["ci_high"])
+    assert float(avg["delta"]) == pytest.approx(float(avg["ours"]) - 32.51)
+    t7 = pd.read_csv(built["out"] / "tables/table7_conv_alternatives.csv", keep_default_na=False)
+    assert set(t7[t7["model"] == NOT_RUN_MODEL]["status"]) == {"not run"}
+    t3 = pd.read_csv(built["out"] / "tables/table3_derain_y.csv", keep_default_na=False)
+    r100h = t3[(t3["method"] == "InterIR") & (t3["key"] == "Rain100H") & (t3["metric"] == "psnr")].iloc[0]
+    assert r100h["status"] == "reproduced" and int(r100h["n_images"]) == 6 and "subset" in r100h["note"]
+    assert set(t3[(t3["method"] == "InterIR") & (t3["key"] == "Test100")]["status"]) == {"not available"}
+    t2 = pd.read_csv(built["out"] / "tables/table2_dehaze.csv", keep_default_na=False)
+    assert set(t2[t2["method"] == "InterIR"]["status"]) == {"not available"}  # no SOTS rows in the fixture
+    t8 = pd.read_csv(built["out"] / "tables/table8_resources.csv", keep_default_na=False)
+    params = t8[(t8["method"] == "InterIR") & (t8["metric"] == "params_m")].iloc[0]
+    assert float(params["ours"]) == pytest.approx(27.0)
+
+
+def test_claims_ledger_on_fixture(built: dict) -> None:
+    ledger = pd.read_csv(built["out"] / "tables/claims.csv", keep_default_na=False).set_index("id")
+    assert ledger.loc["t4_all", "verdict"] == claims.HOLDS  # interir is +1 dB over deepsn_net in the fixture
+    assert ledger.loc["t1_fdtanet", "verdict"] == claims.HOLDS
+    assert ledger.loc["t7_como", "verdict"] == claims.NOT_RUN
+    assert ledger.loc["t8_interir_params", "verdict"] == claims.HOLDS  # 27 M in the fixture
+    assert ledger.loc["t8_perceive_time", "internal_consistency"] == claims.INCONSISTENT  # 50.2% vs 49.0%
+    assert float(ledger.loc["t8_perceive_time", "paper_tables_value"]) == pytest.approx(100 * 0.334 / 0.682)
+
+
+def test_paper_runs_logged_once(built: dict) -> None:
+    runs = built["paper_runs"]
+    assert len(runs) == len(built["again"]) and runs["tags.model"].is_unique
+    inter = runs[runs["tags.model"] == "interir"].iloc[0]
+    assert inter["metrics.MDIR/psnr"] == pytest.approx(32.51)
+    assert inter["metrics.MDIR/haze_rain_noise/psnr"] == pytest.approx(30.22)
+
+
+def test_html_renders_in_chromium(built: dict, tmp_path: Path) -> None:
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.skip("chromium not on PATH (apt-get install chromium; .ci/run installs it)")
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (built["out"] / "index.html").as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+    from pipelines.report_tables import TITLES
+
+    for title in TITLES.values():
+        assert title.split(":")[0] + ":" in dom, title
+    assert "Claims ledger" in dom and "not run" in dom and "paper only" in dom
+    assert dom.count("<table") >= len(TITLES) + 4  # + provenance, claims, consistency, runs
+    assert dom.count("<img") == len(built["summary"]["figures"])
+
+
+# --------------------------------------------------------------------------- verdict logic (unit)
+
+
+def _est(v: float, lo: float, hi: float) -> Estimate:
+    return Estimate(v, lo, hi, 10, 1)
+
+
+@pytest.mark.parametrize(("est", "paper", "expected"), [
+    (_est(0.5, 0.2, 0.8), 0.72, claims.HOLDS),
+    (_est(-0.5, -0.8, -0.2), 0.72, claims.FAILS),
+    (_est(0.1, -0.2, 0.4), 0.72, claims.INCONCLUSIVE),
+    (_est(-0.3, -0.5, -0.1), -0.38, claims.HOLDS),   # a loss claim (CoMo -0.38 dB)
+    (_est(0.3, 0.1, 0.5), -0.38, claims.FAILS),
+    (Estimate(float("nan"), float("nan"), float("nan"), 0, 0), 0.72, claims.NOT_RUN),
+    (Estimate(0.4, float("nan"), float("nan"), 1, 1), 0.72, claims.INCONCLUSIVE),  # one image: no interval
+])
+def test_verdict_gain(est: Estimate, paper: float, expected: str) -> None:
+    assert claims.verdict_gain(est, paper) == expected
+
+
+def test_verdict_all_and_count() -> None:
+    assert claims.verdict_all([claims.HOLDS] * 7) == claims.HOLDS
+    assert claims.verdict_all([claims.HOLDS] * 6 + [claims.INCONCLUSIVE]) == claims.INCONCLUSIVE
+    assert claims.verdict_all([claims.HOLDS] * 6 + [claims.FAILS]) == claims.FAILS
+    assert claims.verdict_all([claims.NOT_RUN] * 7) == claims.NOT_RUN
+    assert claims.verdict_count(10.4, 10.0, 0.25) == claims.HOLDS
+    assert claims.verdict_count(1.0, 10.0, 0.25) == claims.FAILS
+    assert claims.verdict_count(float("nan"), 10.0, 0.25) == claims.NOT_RUN
+
+
+def test_internal_checks_against_paper_tables() -> None:
+    assert claims.internal_check("diff", "table4_ablation[variant=baseline + explainable conv].psnr",
+                                 "table4_ablation[variant=DeepSN-Net baseline].psnr", 0.72, 0.011) \
+        == (pytest.approx(0.72), claims.CONSISTENT)
+    value, result = claims.internal_check("ratio_pct", "table8_resources[method=InterIR].time_s",
+                                          "table8_resources[method=Perceive-IR].time_s", 50.2, 0.1)
+    assert result == claims.INCONSISTENT and value == pytest.approx(48.97, abs=0.01)
+    n, result = claims.internal_check("count_ge", "table3_derain_y[method=InterIR;testset!=average].psnr@testset",
+                                      "table3_derain_y[method!=InterIR;testset!=average].psnr@testset", 4, 0)
+    assert n == 3 and result == claims.INCONSISTENT  # Rain100H: 31.50 < EfDeRain+ 34.57
+    checks = claims.consistency_checks()
+    assert (checks["result"] == claims.CONSISTENT).sum() >= len(checks) - 3
+    with pytest.raises(ValueError):
+        claims.select_paper("table1_mdir[method=Nobody].psnr")
+
+
+def test_claims_csv_is_well_formed() -> None:
+    from interir.registry import list_models
+
+    df = claims.load_claims()
+    assert df["id"].is_unique
+    known = set(list_models()) | {""}
+    assert set(df["model_a"]) <= known and set(df["model_b"]) <= known
+    kinds = {"gain", "gain_all", "params", "macs", "params_delta", "macs_ratio", "paper_only"}
+    assert set(df["kind"]) <= kinds
+    for r in df[df["paper_op"] != ""].itertuples():  # every paper selector resolves
+        claims.internal_check(r.paper_op, r.paper_a, r.paper_b, float(r.paper_value), float(r.paper_tolerance))
+
+
+def test_bootstrap_paired_and_over_seeds() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.normal(25, 3, size=40)  # large spread between images, constant offset between models
+    rows = []
+    for model, off, seeds in (("a", 0.3, (0, 1, 2)), ("b", 0.0, (0,))):
+        for s in seeds:
+            for i, v in enumerate(base):
+                rows.append({"model": model, "seed": s, "set": "MDIR", "combination": "noise", "image": f"i{i}",
+                             "psnr": v + off + rng.normal(0, 0.05)})
+    df = pd.DataFrame(rows)
+    d = difference(df, "a", "b", "MDIR", "psnr", 500, 0.95)
+    assert d.low > 0.1 and d.high < 0.5 and d.seeds == 1 and d.n == 40  # pairing removes the image spread
+    unpaired = bootstrap([score_matrix(df[df.model == "a"], "psnr")], [1.0], 500, 0.95)
+    assert unpaired.seeds == 3 and unpaired.high - unpaired.low > d.high - d.low
+    assert claims.verdict_gain(d, 0.72) == claims.HOLDS
