@@ -52,28 +52,41 @@ def ssim_fast(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0) -> to
     Same formula as pyiqa's ``ssim`` (valid filtering, ReLU on the contrast-structure
     map), in float32 with a separable window and mean-centred inputs.
     """
+    return ssim_per_channel(x, y, data_range).mean(dim=1)
+
+
+def ssim_per_channel(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
+    """Mean SSIM of each channel, shape (B, C): one grouped separable filtering pass for all maps."""
     if x.shape != y.shape:
         raise ValueError(f"shape mismatch {tuple(x.shape)} vs {tuple(y.shape)}")
     b, c, h, w = x.shape
     if min(h, w) < SSIM_WIN:
         raise ValueError(f"SSIM needs images of at least {SSIM_WIN}x{SSIM_WIN} pixels, got {h}x{w}")
-    x = x.float()
-    y = y.float()
-    centre = 0.5 * (x.mean(dim=(-2, -1), keepdim=True) + y.mean(dim=(-2, -1), keepdim=True))
-    xc, yc = x - centre, y - centre
+    centre = 0.5 * (x.float().mean(dim=(-2, -1), keepdim=True) + y.float().mean(dim=(-2, -1), keepdim=True))
+    # The five maps to filter, written in place into one buffer (no stack copy).
+    buf = torch.empty((b, c, 5, h, w), dtype=torch.float32, device=x.device)
+    xc, yc = buf[:, :, 0], buf[:, :, 1]
+    torch.sub(x, centre, out=xc)
+    torch.sub(y, centre, out=yc)
+    torch.mul(xc, xc, out=buf[:, :, 2])
+    torch.mul(yc, yc, out=buf[:, :, 3])
+    torch.mul(xc, yc, out=buf[:, :, 4])
+    n = b * c * 5
     g = gaussian_1d().to(device=x.device, dtype=torch.float32)
-    stack = torch.stack((xc, yc, xc * xc, yc * yc, xc * yc), dim=2).reshape(b * c * 5, 1, h, w)
-    f = F.conv2d(F.conv2d(stack, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
-    f = f.reshape(b, c, 5, h - SSIM_WIN + 1, w - SSIM_WIN + 1)
-    mu1c, mu2c, exx, eyy, exy = f.unbind(dim=2)
-    s11 = exx - mu1c * mu1c
-    s22 = eyy - mu2c * mu2c
-    s12 = exy - mu1c * mu2c
-    mu1, mu2 = mu1c + centre, mu2c + centre
+    # (1, B*C*5, H, W) with groups = B*C*5: a depthwise conv, much faster on the CPU than a batch of 1-channel maps.
+    f = F.conv2d(buf.view(1, n, h, w), g.view(1, 1, 1, -1).expand(n, 1, 1, SSIM_WIN), groups=n)
+    f = F.conv2d(f, g.view(1, 1, -1, 1).expand(n, 1, SSIM_WIN, 1), groups=n)
+    mu1c, mu2c, exx, eyy, exy = f.view(b, c, 5, h - SSIM_WIN + 1, w - SSIM_WIN + 1).unbind(dim=2)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    cs = F.relu((2 * s12 + c2) / (s11 + s22 + c2))
-    lum = (2 * mu1 * mu2 + c1) / (mu1 * mu1 + mu2 * mu2 + c1)
-    return (lum * cs).mean(dim=(1, 2, 3))
+    mu12c = mu1c * mu2c
+    # contrast-structure: (2 s12 + C2) / (s11 + s22 + C2), clipped at 0 as pyiqa
+    num = exy.sub_(mu12c).mul_(2).add_(c2)
+    den = exx.add_(eyy).sub_(mu1c * mu1c).sub_(mu2c * mu2c).add_(c2)
+    cs = num.div_(den).clamp_(min=0)
+    # luminance on the un-centred means mu = mu_c + centre
+    mu1, mu2 = mu1c.add_(centre), mu2c.add_(centre)
+    lum = (mu1 * mu2).mul_(2).add_(c1).div_(mu1.square_().add_(mu2.square_()).add_(c1))
+    return lum.mul_(cs).mean(dim=(-2, -1))
 
 
 def psnr_closed_form(mse: float, data_range: float = 1.0, eps: float = 1e-8) -> float:
@@ -123,10 +136,13 @@ class Scorer:
                    "psnr_y": self._psnr_y(x, y), "ssim_y": self._ssim_y(x, y)}
         else:
             xy, yy = self._to_y(x, 255.0, "ycbcr"), self._to_y(y, 255.0, "ycbcr")  # rounded, as pyiqa
+            # R, G, B and Y in one filtering pass.
+            x4, y4 = torch.cat((torch.round(x * 255.0), xy), 1), torch.cat((torch.round(y * 255.0), yy), 1)
+            per = ssim_per_channel(x4, y4)
             out = {
                 "psnr": self._psnr_fn(x, y, test_y_channel=False, data_range=1.0),
-                "ssim": ssim_fast(torch.round(x * 255.0), torch.round(y * 255.0)),
+                "ssim": per[:, :3].mean(dim=1),
                 "psnr_y": self._psnr_fn(xy, yy, test_y_channel=False, data_range=255.0),
-                "ssim_y": ssim_fast(xy, yy),
+                "ssim_y": per[:, 3],
             }
         return {k: v.flatten().cpu() for k, v in out.items()}

@@ -1,0 +1,112 @@
+"""Evaluation throughput at 256x256 (images/s), metrics included, and the metrics backends alone.
+
+Whole evaluation = what ``interir-bench evaluate`` does per test pair: read both PNGs, pad to the
+model's stride, forward, crop, clamp, quantise, then PSNR/SSIM on RGB and Y
+(``pipelines.evaluate.evaluate_pairs``), for smoke-preset models. Metrics alone: ``Scorer`` with
+the ``fast`` backend (default) and the ``pyiqa`` reference, one image per call as in the stage.
+Medians of ``--repeats`` passes; the machine is shared, so expect +-20 % or worse.
+
+    .venv/bin/python benchmarks/bench_eval.py [--n 24] [--threads 2] [--out benchmarks/results/eval.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_train import machine  # noqa: E402
+
+SIZE = 256
+
+
+def _median_rate(fn, n: int, repeats: int) -> tuple[float, list[float]]:
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        rates.append(n / (time.perf_counter() - t0))
+    return round(statistics.median(rates), 2), [round(r, 2) for r in rates]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=24, help="test pairs of 256x256")
+    ap.add_argument("--n-pyiqa", type=int, default=8, help="pairs for the (slow) pyiqa reference")
+    ap.add_argument("--models", default="nafnet,deepsn_dmum,interir")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval.json"))
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import make_tiny_mdir
+
+    from interir.registry import create_model, get_card
+    from pipelines.evaluate import _to_tensor, evaluate_pairs
+    from pipelines.imageio import read_image
+    from pipelines.metrics import Scorer
+    from pipelines.pairs import read_manifest
+
+    result = {"benchmark": f"evaluation images/s at {SIZE}x{SIZE} (CPU)", "machine": machine(a.threads),
+              "setup": {"pairs": a.n, "pairs_pyiqa": a.n_pyiqa, "repeats": a.repeats, "statistic": "median",
+                        "whole_evaluation_includes": "PNG reads, pad/forward/crop/clamp, quantise, 4 metrics"},
+              "metrics_only": {}, "whole_evaluation": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = read_manifest(make_tiny_mdir(Path(tmp) / "mdir", n_train=1, n_test=a.n, size=SIZE), "test")
+        tensors = [(_to_tensor(read_image(p.input)), _to_tensor(read_image(p.target))) for p in pairs]
+        scorers = {"fast": Scorer(backend="fast"), "pyiqa": Scorer(backend="pyiqa")}
+        for name, sc in scorers.items():
+            k = a.n if name == "fast" else min(a.n_pyiqa, a.n)
+            sc(*tensors[0])  # warm-up
+
+            def run(sc=sc, k=k) -> None:
+                for x, y in tensors[:k]:
+                    sc(x, y)
+
+            rate, reps = _median_rate(run, k, a.repeats)
+            result["metrics_only"][name] = {"images_per_s": rate, "repeats": reps, "images": k}
+            print(f"metrics {name:6s} {rate:8.2f} img/s {reps}", flush=True)
+        for model_name in a.models.split(","):
+            model = create_model(model_name, "smoke").eval()
+            stride = get_card(model_name).stride
+            entry = {}
+            with torch.no_grad():
+                model(tensors[0][0])  # warm-up
+
+                def fwd(model=model) -> None:
+                    with torch.no_grad():
+                        for x, _ in tensors:
+                            model(x)
+
+                entry["forward_only"] = dict(zip(("images_per_s", "repeats"), _median_rate(fwd, a.n, a.repeats)))
+            for backend in ("fast", "pyiqa"):
+                k = a.n if backend == "fast" else min(a.n_pyiqa, a.n)
+                sel = pairs[:k]
+                sc = scorers[backend]
+                rate, reps = _median_rate(lambda sel=sel, sc=sc, m=model, s=stride: evaluate_pairs(m, sel, "MDIR", s,
+                                                                                                  scorer=sc),
+                                          k, a.repeats if backend == "fast" else 1)
+                entry[f"whole_{backend}"] = {"images_per_s": rate, "repeats": reps, "images": k}
+            result["whole_evaluation"][model_name] = entry
+            rates = [entry[k]["images_per_s"] for k in ("forward_only", "whole_fast", "whole_pyiqa")]
+            print(f"{model_name:14s} forward {rates[0]:7.2f}  whole(fast) {rates[1]:7.2f}  whole(pyiqa) {rates[2]:7.2f}"
+                  " img/s", flush=True)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"-> {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
