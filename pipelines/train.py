@@ -9,8 +9,10 @@ on the CPU, ends with bit-identical weights. A non-finite loss stops the run, ke
 last good checkpoint and marks the MLflow run FAILED.
 
 Data parallel: launched by ``torchrun``, each process takes its slice of the global batch
-(``train.<profile>.batch`` is the global batch), gradients are averaged by DDP, and rank
-0 alone logs and writes checkpoints.
+(``train.<profile>.batch`` is the global batch), gradients are averaged by DDP, rank 0
+alone logs and writes checkpoints (barriers after each write), resume state is read by
+rank 0 and broadcast, and the process group is destroyed at the end. MLflow: one run per
+(model, profile, seed), see :mod:`pipelines.tracking`. User guide: ``docs/engine.md``.
 """
 
 from __future__ import annotations
@@ -270,7 +272,6 @@ def _train(
         tracker = tracking.tracked_run(params.profile, tracking.run_name(model_name, params.profile, seed), tags,
                                        run_id=run_id)
     ctx = tracker if tracker is not None else nullcontext(None)
-    t0 = time.perf_counter()
     losses: list[float] = []
     with ctx as run:
         mlflow = None
@@ -293,6 +294,7 @@ def _train(
                    disable=not dist_info.is_main, dynamic_ncols=True, file=sys.stderr, unit="it")
         ddp_model.train()
         steps_this_run = 0
+        t0 = time.perf_counter()
         for step in bar:
             lr = lr_at(cfg, step)
             for g in opt.param_groups:
