@@ -212,6 +212,7 @@ def _train(
     start = 0
     run_id = None
     last_good = "none yet"
+    losses: list[float] = []  # this window is checkpointed, so logged means match an uninterrupted run
     state = _load_resume_state(last, model_name, dist_info)
     if state is not None:
         if state.get("resume_key") == key:
@@ -220,6 +221,7 @@ def _train(
             ckpt_io.set_rng_state(state["rng"])
             start = int(state["step"])
             run_id = state.get("mlflow_run_id")
+            losses = [float(v) for v in state.get("recent_losses", [])]
             last_good = f"{last} (step {start})"
             if dist_info.is_main:
                 print(f"resuming {model_name} from step {start} ({last})", file=sys.stderr)
@@ -258,6 +260,7 @@ def _train(
                           "warmup_iters": cfg.warmup_iters, "cosine_iters": cfg.cosine_iters,
                           "last_lr": lr_at(cfg, max(step - 1, 0))},
             "mlflow_run_id": mlflow_run_id,
+            "recent_losses": [float(v) for v in losses[-cfg.log_every :]],
         }
         if with_optimizer:
             payload["optimizer_state"] = opt.state_dict()
@@ -272,7 +275,6 @@ def _train(
         tracker = tracking.tracked_run(params.profile, tracking.run_name(model_name, params.profile, seed), tags,
                                        run_id=run_id)
     ctx = tracker if tracker is not None else nullcontext(None)
-    losses: list[float] = []
     with ctx as run:
         mlflow = None
         if run is not None:
@@ -319,6 +321,7 @@ def _train(
             done = step + 1
             steps_this_run += 1
             losses.append(lval)
+            del losses[: -cfg.log_every]
             if dist_info.is_main:
                 bar.set_postfix(loss=f"{lval:.4f}", lr=f"{lr:.2e}", refresh=False)
                 if mlflow is not None and (done % cfg.log_every == 0 or done == cfg.iters):
@@ -341,7 +344,7 @@ def _train(
             "seed": seed,
             "steps": cfg.iters,
             "resumed_from": start,
-            "final_loss": float(np.mean(losses[-cfg.log_every :])) if losses else float("nan"),
+            "final_loss": float(np.mean(losses[-cfg.log_every :])) if losses else None,
             "it_per_s": steps_this_run / elapsed if elapsed > 0 else 0.0,
             "batch_global": cfg.batch,
             "n_params": n_params,

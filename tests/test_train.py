@@ -135,16 +135,37 @@ def test_stop_and_resume_is_bit_identical(reference: dict[str, Path], tmp_path: 
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     # log_every is not part of the resume key: changing it between runs still resumes.
-    first = write_params(tmp_path / "p1.yaml", **LOOP)
-    second = write_params(tmp_path / "p2.yaml", **{**LOOP, "log_every": 3})
-    assert cli.main(_args(tmp_path, first, reference["data"], "--no-mlflow", "--stop-after", "7")) == 0
+    first = write_params(tmp_path / "p1.yaml", **{**LOOP, "log_every": 3})
+    assert cli.main(_args(tmp_path, first, reference["data"], "--no-mlflow", "--stop-after", "23")) == 0
     assert not (tmp_path / "out" / "nafnet-s0" / "model.pt").exists()
-    assert ckpt_io.load(tmp_path / "ck" / "nafnet-s0" / "last.pt")["step"] == 6  # last checkpoint before step 7
-    assert cli.main(_args(tmp_path, second, reference["data"], "--no-mlflow")) == 0
+    assert ckpt_io.load(tmp_path / "ck" / "nafnet-s0" / "last.pt")["step"] == 22  # last checkpoint before 23
+    assert cli.main(_args(tmp_path, reference["params"], reference["data"], "--no-mlflow")) == 0
     _assert_identical(_weights(tmp_path), _weights(reference["root"]))
     import json
 
-    assert json.loads((tmp_path / "out" / "nafnet-s0" / "train.json").read_text())["resumed_from"] == 6
+    resumed = json.loads((tmp_path / "out" / "nafnet-s0" / "train.json").read_text())
+    ref = json.loads((reference["root"] / "out" / "nafnet-s0" / "train.json").read_text())
+    assert resumed["resumed_from"] == 22
+    # The loss window (steps 21-24) spans the restart: the checkpointed losses make it exact.
+    assert resumed["final_loss"] == ref["final_loss"]
+
+
+def test_evaluate_logs_into_the_training_run(reference: dict[str, Path], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    root = reference["root"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    monkeypatch.delenv("INTERIR_DATA", raising=False)
+    monkeypatch.chdir(root)
+    assert cli.main(["evaluate", "nafnet", "--params", str(reference["params"]), "--data", str(reference["data"]),
+                     "--train-dir", str(root / "out"), "--out", str(tmp_path / "eval")]) == 0
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=["interir-bench/smoke"], filter_string="tags.seed = '0'",
+                              output_format="list")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert {"train/loss", "MDIR/psnr", "MDIR/ssim", "MDIR/psnr_y", "MDIR/ssim_y"} <= set(runs[0].data.metrics)
+    assert runs[0].data.tags["eval.metrics_backend"] == "fast"
 
 
 def test_sigkill_then_restart_is_bit_identical(reference: dict[str, Path], tmp_path: Path) -> None:
