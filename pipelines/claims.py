@@ -41,7 +41,8 @@ RULES = {
                   "checked for internal consistency.",
     "internal": "Internal consistency: the number the text states is recomputed from the paper's own tables; "
                 "consistent if within the stated tolerance (0.011 dB for two-decimal differences, 0.1 "
-                "percentage point for ratios, exact for counts).",
+                "percentage point for ratios, exact for counts; averages against their columns within 0.0101 dB / "
+                "0.00101 SSIM, the rounding of the average plus that of the mean of rounded columns).",
 }
 
 
@@ -206,16 +207,17 @@ def consistency_checks() -> pd.DataFrame:
         rows.append({"check": check, "stated": stated, "derived": derived, "difference": stated - derived,
                      "result": CONSISTENT if abs(stated - derived) <= tol + 1e-9 else INCONSISTENT})
 
+    # Averages: the stated average is rounded (<= 0.005) and so is each column (the mean's error <= 0.005).
     t1 = reference_table("table1_mdir")
     for method, g in t1.groupby("method", sort=False):
         cols, avg = g[g["combination"] != "average"], g[g["combination"] == "average"]
-        for metric, tol in (("psnr", 0.006), ("ssim", 0.0006)):
+        for metric, tol in (("psnr", 0.0101), ("ssim", 0.00101)):
             add(f"Table 1 {method}: average {metric.upper()} = mean of the 7 columns", float(avg[metric].iloc[0]),
                 float(cols[metric].mean()), tol)
     t3 = reference_table("table3_derain_y")
     for method, g in t3.groupby("method", sort=False):
         cols, avg = g[g["testset"] != "average"], g[g["testset"] == "average"]
-        for metric, tol in (("psnr", 0.006), ("ssim", 0.0006)):
+        for metric, tol in (("psnr", 0.0101), ("ssim", 0.00101)):
             add(f"Table 3 {method}: average {metric.upper()} = mean of the 4 test sets", float(avg[metric].iloc[0]),
                 float(cols[metric].mean()), tol)
 

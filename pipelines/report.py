@@ -47,7 +47,7 @@ tr.paper td{color:#555} tr.sep td{border-top:2px solid #888}
 .v-holds,.v-consistent{background:#dfd} .v-does-not-hold,.v-inconsistent{background:#fdd}
 .v-inconclusive-at-this-scale{background:#ffd} .v-not-run{background:#fec}
 .note{font-size:12px;color:#555} figure{margin:12px 0} figcaption{font-size:12px;color:#444;max-width:1100px}
-img{max-width:100%} .prov td{text-align:left}
+img{max-width:100%} .prov td{text-align:left} table.wide td{white-space:nowrap} table.wide td.note{white-space:normal;min-width:220px}
 """
 
 
@@ -73,7 +73,7 @@ def render_wide(df: pd.DataFrame, keys: list[str]) -> str:
     """Tables 1-3: per method a paper line and, for harness models, ours / delta / CI lines; cells PSNR / SSIM."""
     metrics = list(dict.fromkeys(df["metric"]))
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-    out = [f'<table><tr><th class="l">method</th><th class="l">line</th>{head}<th class="l">status</th>'
+    out = [f'<table class="wide"><tr><th class="l">method</th><th class="l">line</th>{head}<th class="l">status</th>'
            '<th class="l">note</th></tr>']
     for method in dict.fromkeys(df["method"]):
         g = df[df["method"] == method]
@@ -307,11 +307,16 @@ def provenance(params: Params, data_dir: Path, runs: pd.DataFrame, paper_runs: d
 def _prov_html(prov: dict[str, Any]) -> str:
     rows = []
     for k, v in prov.items():
-        if isinstance(v, dict):
-            v = ", ".join(f"{a}={b}" for a, b in v.items()) or "(none)"
+        if isinstance(v, dict) and len(v) > 3:
+            items = "<br>".join(f"{html.escape(str(a))}: {html.escape(str(b))}" for a, b in v.items())
+            cell = f"<details><summary>{len(v)} entries</summary>{items}</details>"
+        elif isinstance(v, dict):
+            cell = html.escape(", ".join(f"{a}={b}" for a, b in v.items()) or "(none)")
         elif isinstance(v, list):
-            v = ", ".join(map(str, v))
-        rows.append(f'<tr><th class="l">{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>')
+            cell = html.escape(", ".join(map(str, v)))
+        else:
+            cell = html.escape(str(v))
+        rows.append(f'<tr><th class="l">{html.escape(k)}</th><td>{cell}</td></tr>')
     return '<table class="prov">' + "".join(rows) + "</table>"
 
 

@@ -69,7 +69,7 @@ def score_matrix(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Seeds x images matrix of ``metric`` (images present for every seed only)."""
     if frame.empty:
         return pd.DataFrame()
-    return frame.pivot_table(index="seed", columns="image", values=metric, aggfunc="mean").dropna(axis=1)
+    return frame.groupby(["seed", "image"], sort=True)[metric].mean().unstack("image").dropna(axis=1)
 
 
 def bootstrap(mats: Sequence[pd.DataFrame], weights: Sequence[float], n_boot: int, ci: float,

@@ -235,6 +235,11 @@ def fig_visual(set_name: str, samples: list[dict], models: Sequence[str], eval_d
 # --------------------------------------------------------------------------- interpretability
 
 
+def _spread(n: int, k: int) -> list[int]:
+    """Up to ``k`` indices spread evenly over ``range(n)``, first and last included."""
+    return sorted({int(round(v)) for v in np.linspace(0, n - 1, min(k, n))})
+
+
 def fig_masks(net: Any, pair: Any, max_layers: int = 4) -> Any:
     """Explainable-conv masks (Eq. 16) of a few layers for one input: the fraction of active channels per pixel."""
     from interir.xconv import collect_masks
@@ -244,7 +249,7 @@ def fig_masks(net: Any, pair: Any, max_layers: int = 4) -> Any:
     masks = collect_masks(net, x)
     if not masks:
         return None
-    picks = sorted({round(i * (len(masks) - 1) / max(1, max_layers - 1)) for i in range(max_layers)})
+    picks = _spread(len(masks), max_layers)
     fig, axes = plt.subplots(1, len(picks) + 1, figsize=(2.8 * (len(picks) + 1), 3.0))
     axes[0].imshow(_read(pair.input))
     axes[0].set_title(f"input ({pair.combination})", fontsize=8)
@@ -283,7 +288,7 @@ def fig_iterates(net: Any, pairs: Sequence[Any], label: str, max_show: int = 6) 
     if first is None:
         return None
     x, its, y, p = first
-    picks = sorted({round(i * (len(its) - 1) / max(1, max_show - 1)) for i in range(min(max_show, len(its)))})
+    picks = _spread(len(its), max_show)
     fig = plt.figure(figsize=(2.3 * (len(picks) + 2), 5.4))
     gs = fig.add_gridspec(2, len(picks) + 2, height_ratios=[1, 1.1])
     show = [("input", x), *[(f"stage {k + 1}: {curves[0][k]:.2f} dB", its[k]) for k in picks], ("ground truth", y)]
@@ -298,7 +303,7 @@ def fig_iterates(net: Any, pairs: Sequence[Any], label: str, max_show: int = 6) 
     for c in arr:
         ax.plot(stages, c, color="tab:gray", alpha=0.3, lw=0.8)
     ax.plot(stages, arr.mean(axis=0), color="tab:red", lw=2, label=f"mean over {len(arr)} MDIR test images")
-    ax.set(xlabel="unfolding stage", ylabel="PSNR of the iterate (dB)")
+    ax.set(xlabel="unfolding stage", ylabel="PSNR of the iterate (dB)", xticks=stages)
     ax.legend(fontsize=8)
     fig.suptitle(f"{label}: image estimate after each unfolding stage ({p.combination} input)", fontsize=10)
     fig.tight_layout()
