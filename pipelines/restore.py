@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{src}: same file stem as {seen[dst]}; both would write {dst}")
         seen[dst] = src
     state = ckpt_io.load(a.checkpoint)
-    model = ckpt_io.build_model(state, a.checkpoint).eval()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = ckpt_io.build_model(state, a.checkpoint).eval().to(device)
     # Validate every input before writing anything (decoded twice: memory stays at one image).
     for src, _ in targets:
         read_image(src)
@@ -61,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     for src, dst in targets:
-        x = torch.from_numpy(read_image(src)).permute(2, 0, 1)[None]
-        y = restore_tensor(model, x, stride=stride, tile=a.tile, overlap=a.overlap)
+        x = torch.from_numpy(read_image(src)).permute(2, 0, 1)[None].to(device)
+        y = restore_tensor(model, x, stride=stride, tile=a.tile, overlap=a.overlap).float().cpu()
         try:
             write_image(dst, y[0].permute(1, 2, 0).numpy())
         except OSError as exc:
