@@ -32,7 +32,7 @@ from pipelines.config import load_params
 from pipelines.env import UserError
 from pipelines.imageio import read_image, to_uint8, write_image, write_text
 from pipelines.inference import restore_tensor
-from pipelines.metrics import BACKENDS, METRIC_KEYS, Scorer
+from pipelines.metrics import BACKENDS, METRIC_KEYS, SSIM_WIN, Scorer
 from pipelines.pairs import Pair, data_version, read_manifest
 from pipelines.train import run_name
 
@@ -65,6 +65,8 @@ def evaluate_pairs(
         x_np, y_np = read_image(pair.input), read_image(pair.target)
         if x_np.shape != y_np.shape:
             raise UserError(f"{pair.input}: size {x_np.shape[:2]} does not match its target {pair.target}")
+        if min(x_np.shape[:2]) < SSIM_WIN:
+            raise UserError(f"{pair.input}: image {x_np.shape[:2]} is smaller than the SSIM window ({SSIM_WIN} px)")
         x = _to_tensor(x_np).to(device)
         t0 = time.perf_counter()
         out = restore_tensor(model, x, stride=stride, tile=tile, overlap=overlap)

@@ -162,3 +162,11 @@ def test_unwritable_output_folder(setup: dict[str, Path], capsys: pytest.Capture
     assert _run(setup) == 2
     _one_error_line(capsys, str(blocker))
     assert blocker.read_text() == "not a folder"
+
+
+def test_image_smaller_than_the_ssim_window(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    pair = read_manifest(setup["data"], "test")[0]
+    write_image(pair.input, np.zeros((8, 30, 3), np.uint8))
+    write_image(pair.target, np.zeros((8, 30, 3), np.uint8))
+    assert _run(setup) == 2
+    _one_error_line(capsys, str(pair.input), "SSIM window")
