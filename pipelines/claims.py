@@ -23,13 +23,15 @@ import pandas as pd
 from pipelines.report_data import COMBINATION_ORDER, Estimate, difference, profile_value, reference_table
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive at this scale"
+MIN_IMAGES = 10  # fewer paired test images than this: no verdict (a bootstrap of 2-9 values is not a CI)
 NOT_RUN, PAPER_ONLY = "not run", "paper only (not reproducible here)"
 CONSISTENT, INCONSISTENT = "consistent", "inconsistent"
 
 RULES = {
     "gain": "A gain (or loss) claim holds if the 95% bootstrap CI of our difference (paired over test images, "
             "resampled over seeds when there are several) excludes 0 with the paper's sign; it does not hold if "
-            "the CI excludes 0 with the opposite sign; otherwise it is inconclusive at this scale. The size of "
+            "the CI excludes 0 with the opposite sign; otherwise it is inconclusive at this scale (always so with "
+            f"fewer than {MIN_IMAGES} paired test images). The size of "
             "the gain is reported, not tested: our models are far smaller and shorter-trained than the paper's.",
     "gain_all": "An 'on every combination' claim holds if the gain holds on each of the seven combinations, does "
                 "not hold if any combination shows a significant difference of the opposite sign, and is "
@@ -62,7 +64,7 @@ def verdict_gain(est: Estimate, paper_value: float) -> str:
     """Verdict on a gain claim from our difference estimate (rule ``gain``)."""
     if not est.ok:
         return NOT_RUN
-    if not (math.isfinite(est.low) and math.isfinite(est.high)):
+    if est.n < MIN_IMAGES or not (math.isfinite(est.low) and math.isfinite(est.high)):
         return INCONCLUSIVE
     sign = np.sign(paper_value)
     if est.low > 0 or est.high < 0:

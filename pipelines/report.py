@@ -47,7 +47,8 @@ tr.paper td{color:#555} tr.sep td{border-top:2px solid #888}
 .v-holds,.v-consistent{background:#dfd} .v-does-not-hold,.v-inconsistent{background:#fdd}
 .v-inconclusive-at-this-scale{background:#ffd} .v-not-run{background:#fec}
 .note{font-size:12px;color:#555} figure{margin:12px 0} figcaption{font-size:12px;color:#444;max-width:1100px}
-img{max-width:100%} .prov td{text-align:left} table.wide td{white-space:nowrap} table.wide td.note{white-space:normal;min-width:220px}
+img{max-width:100%} .prov td{text-align:left}
+table.wide td{white-space:nowrap} table.wide td.note{white-space:normal;min-width:220px}
 """
 
 
@@ -82,14 +83,18 @@ def render_wide(df: pd.DataFrame, keys: list[str]) -> str:
 
         def cell(key: str, fn: Callable[[pd.Series], str], g: pd.DataFrame = g) -> str:
             rows = g[g["key"] == key]
-            return "<td>" + " / ".join(fn(rows[rows["metric"] == m].iloc[0]) if (rows["metric"] == m).any()
-                                        else "–" for m in metrics) + "</td>"
+            parts = [fn(rows[rows["metric"] == m].iloc[0]) if (rows["metric"] == m).any() else "–" for m in metrics]
+            return "<td>" + " / ".join(p for p in parts if p) + "</td>"
 
         lines = [("paper", lambda r: _f(r["paper"], _digits(r["metric"])))]
         if g["model"].iloc[0]:
             lines += [("ours", lambda r: _f(r["ours"], _digits(r["metric"]))),
                       ("Δ ours − paper", lambda r: _f(r["delta"], _digits(r["metric"]))),
                       ("95% CI (ours)", lambda r: _ci(r["ci_low"], r["ci_high"], _digits(r["metric"])))]
+            if len(metrics) > 1:  # CI line: first metric (PSNR) only, to keep the table narrow; all in the CSV
+                lines[-1] = (f"95% CI (ours, {metrics[0].upper()})",
+                             lambda r: _ci(r["ci_low"], r["ci_high"], _digits(r["metric"]))
+                             if r["metric"] == metrics[0] else "")
         for i, (line, fn) in enumerate(lines):
             cls = "sep" if i == 0 else ""
             label = f"{html.escape(method)}" + (f" <i>({html.escape(g['model'].iloc[0])})</i>"

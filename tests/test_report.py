@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Models of the fixture: four with results, one listed without results ("not run").
 WITH_RESULTS = {"interir": 1.0, "deepsn_net": 0.0, "deepsn_xconv": 0.5, "fdtanet": -0.5}
 NOT_RUN_MODEL = "interir_como"
-SOURCES = 3
+SOURCES = 10  # 10 images per combination: the minimum for a gain verdict (claims.MIN_IMAGES)
 
 
 def _write_manifest(root: Path) -> list[dict]:
@@ -41,7 +41,7 @@ def _write_manifest(root: Path) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
     for s in range(SOURCES):
-        clean = photo[64 * s: 64 * s + 32, 100:132]
+        clean = photo[40 * s: 40 * s + 32, 100:132]
         write_image(root / f"clean/src{s}.png", clean)
         for comb in COMBINATION_ORDER:
             f = f"test/{comb.replace('+', '_')}/src{s}.png"
@@ -232,6 +232,7 @@ def _est(v: float, lo: float, hi: float) -> Estimate:
     (_est(0.3, 0.1, 0.5), -0.38, claims.FAILS),
     (Estimate(float("nan"), float("nan"), float("nan"), 0, 0), 0.72, claims.NOT_RUN),
     (Estimate(0.4, float("nan"), float("nan"), 1, 1), 0.72, claims.INCONCLUSIVE),  # one image: no interval
+    (Estimate(0.5, 0.2, 0.8, claims.MIN_IMAGES - 1, 1), 0.72, claims.INCONCLUSIVE),  # too few images
 ])
 def test_verdict_gain(est: Estimate, paper: float, expected: str) -> None:
     assert claims.verdict_gain(est, paper) == expected
