@@ -59,6 +59,8 @@ def _f(v: Any, nd: int = 2) -> str:
 
 
 def _digits(metric: str) -> int:
+    if metric == "params_m":
+        return 1
     return 3 if "ssim" in metric or metric in ("time_s",) or metric.startswith("time_s") else 2
 
 
@@ -86,15 +88,17 @@ def render_wide(df: pd.DataFrame, keys: list[str]) -> str:
             parts = [fn(rows[rows["metric"] == m].iloc[0]) if (rows["metric"] == m).any() else "–" for m in metrics]
             return "<td>" + " / ".join(p for p in parts if p) + "</td>"
 
-        lines = [("paper", lambda r: _f(r["paper"], _digits(r["metric"])))]
+        def nd(r: pd.Series) -> int:
+            return _digits(r["key"] if r["metric"] == "value" else r["metric"])
+
+        lines = [("paper", lambda r: _f(r["paper"], nd(r)))]
         if g["model"].iloc[0]:
-            lines += [("ours", lambda r: _f(r["ours"], _digits(r["metric"]))),
-                      ("Δ ours − paper", lambda r: _f(r["delta"], _digits(r["metric"]))),
-                      ("95% CI (ours)", lambda r: _ci(r["ci_low"], r["ci_high"], _digits(r["metric"])))]
+            lines += [("ours", lambda r: _f(r["ours"], nd(r))),
+                      ("Δ ours − paper", lambda r: _f(r["delta"], nd(r))),
+                      ("95% CI (ours)", lambda r: _ci(r["ci_low"], r["ci_high"], nd(r)))]
             if len(metrics) > 1:  # CI line: first metric (PSNR) only, to keep the table narrow; all in the CSV
                 lines[-1] = (f"95% CI (ours, {metrics[0].upper()})",
-                             lambda r: _ci(r["ci_low"], r["ci_high"], _digits(r["metric"]))
-                             if r["metric"] == metrics[0] else "")
+                             lambda r: _ci(r["ci_low"], r["ci_high"], nd(r)) if r["metric"] == metrics[0] else "")
         for i, (line, fn) in enumerate(lines):
             cls = "sep" if i == 0 else ""
             label = f"{html.escape(method)}" + (f" <i>({html.escape(g['model'].iloc[0])})</i>"
@@ -394,6 +398,9 @@ def build_report(params: Params, out: Path, eval_dir: Path, train_dir: Path, dat
         if name in ("table1_mdir", "table2_dehaze", "table3_derain_y"):
             keys = list(dict.fromkeys(df["key"]))
             body.append(render_wide(df, keys))
+        elif name == "table8_resources":  # one column per quantity
+            wide = df.assign(key=df["metric"], metric="value")
+            body.append(render_wide(wide, list(dict.fromkeys(wide["key"]))))
         else:
             body.append(render_long(df))
     body.append('<p class="note">Δ = ours − paper. CI: percentile bootstrap over test images (paired between '
@@ -401,7 +408,15 @@ def build_report(params: Params, out: Path, eval_dir: Path, train_dir: Path, dat
                 "haze+rain+noise column of Table 1, Tables 7 and 8 the seven-combination average (as the paper "
                 "does).</p>")
     body.append('<h2 id="paper_consistency">The paper against itself</h2>')
-    body.append(render_simple(consistency, "result"))
+    bad = consistency[consistency["result"] != "consistent"]
+    if len(bad):
+        body.append(render_simple(bad, "result"))
+    else:
+        body.append("<p>Every generated check is consistent.</p>")
+    body.append(f"<details><summary>All {len(consistency)} generated checks</summary>"
+                f"{render_simple(consistency, 'result')}</details>")
+    body.append('<p class="note">Inconsistencies between the text and the tables are in the claims ledger '
+                "(column <i>internal consistency</i>).</p>")
     body.append('<h2 id="figures">Figures</h2>')
     if extra.get("silhouette"):
         body.append("<p>t-SNE silhouette by combination (higher = better separated): " + ", ".join(

@@ -105,8 +105,9 @@ def fig_levels(per_image: pd.DataFrame) -> Any:
                 coef = np.polyfit(g[deg], g["psnr"], 1)
                 xs = np.linspace(g[deg].min(), g[deg].max(), 20)
                 ax.plot(xs, np.polyval(coef, xs), lw=1, alpha=0.7, color=palette[model])
-        ax.set(xlabel=LEVEL_UNITS[deg], title=f"{deg}: PSNR vs level (lines: least squares per model)")
+        ax.set(xlabel=LEVEL_UNITS[deg], title=deg)
     axes[0].set_ylabel("PSNR (dB)")
+    fig.suptitle("PSNR against degradation level (MDIR test images containing it; lines: least squares per model)")
     if axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=7)
     fig.tight_layout()
@@ -206,7 +207,8 @@ def fig_visual(set_name: str, samples: list[dict], models: Sequence[str], eval_d
     from pipelines.train import run_name
 
     plt = _plt()
-    cols = ["input", *models, "ground truth"]
+    have = [m for m in models if (Path(eval_dir) / run_name(m, seed) / "samples" / f"{set_name}_000.png").is_file()]
+    cols = ["input", *have, "ground truth"]
     rows = [s for s in samples if Path(s["input"]).is_file()]
     if not rows:
         return None
