@@ -13,6 +13,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
+# Sleep, don't spin, in idle OpenMP threads: a busy CPU otherwise slows torch 10-30x.
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: install repro test test-all lint bench ui clean
 

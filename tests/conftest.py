@@ -7,13 +7,14 @@ import hashlib
 import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
-
 from pipelines.env import apply_defaults
 
-apply_defaults()
+apply_defaults()  # before torch loads OpenMP (OMP_WAIT_POLICY) and before mlflow/pyiqa read their switches
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
