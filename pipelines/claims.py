@@ -20,11 +20,12 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from pipelines.report_data import COMBINATION_ORDER, Estimate, difference, profile_value, reference_table
+from pipelines.report_data import COMBINATION_ORDER, Estimate, difference, profile_value, reference_table, select
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive at this scale"
 MIN_IMAGES = 10  # fewer paired test images than this: no verdict (a bootstrap of 2-9 values is not a CI)
 NOT_RUN, PAPER_ONLY = "not run", "paper only (not reproducible here)"
+NOT_AVAILABLE = "not available (test set not under the data root)"
 CONSISTENT, INCONSISTENT = "consistent", "inconsistent"
 
 RULES = {
@@ -159,8 +160,13 @@ def evaluate_claims(per_image: pd.DataFrame, profile: dict, n_boot: int, ci: flo
             est = difference(per_image, c.model_a, c.model_b, c.set, c.metric, n_boot, ci, c.combination)
             ours, lo, hi = _fmt_est(est)
             verdict = verdict_gain(est, float(c.paper_value))
+            ran = all(len(select(per_image, m, "MDIR")) for m in (c.model_a, c.model_b))
+            if verdict == NOT_RUN and ran and c.set.lower() != "mdir":
+                verdict = NOT_AVAILABLE
             if est.ok:
                 detail = f"{est.n} images, {est.seeds} seed(s)"
+                if est.n < MIN_IMAGES:
+                    detail += f" (fewer than {MIN_IMAGES}: no verdict)"
         elif kind == "gain_all":
             per = []
             diffs = []

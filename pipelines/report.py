@@ -39,7 +39,7 @@ CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;max-width:1250px;color:#222}
 h1{margin-bottom:4px} h2{border-bottom:2px solid #ddd;padding-bottom:3px;margin-top:34px}
 table{border-collapse:collapse;font-size:12px;margin:8px 0}
-th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;vertical-align:top}
+th,td{border:1px solid #ccc;padding:2px 5px;text-align:right;vertical-align:top} table.wide{font-size:11px}
 th{background:#f1f1f1} td.l,th.l{text-align:left}
 tr.paper td{color:#555} tr.sep td{border-top:2px solid #888}
 .s-reproduced{color:#0a5} .s-not-run{color:#c60;font-weight:bold} .s-paper-only{color:#777;font-style:italic}
@@ -72,16 +72,20 @@ def _status_cell(s: str) -> str:
     return f'<td class="l s-{s.replace(" ", "-")}">{html.escape(s)}</td>'
 
 
-def render_wide(df: pd.DataFrame, keys: list[str]) -> str:
-    """Tables 1-3: per method a paper line and, for harness models, ours / delta / CI lines; cells PSNR / SSIM."""
+def render_wide(df: pd.DataFrame, keys: list[str], notes: bool = True) -> str:
+    """Tables 1-3: per method a paper line and, for harness models, ours / delta / CI lines; cells PSNR / SSIM.
+
+    ``notes=False`` leaves out the note column (the caller lists the notes under the table).
+    """
     metrics = list(dict.fromkeys(df["metric"]))
+    notes = notes and bool((df["note"] != "").any())
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
     out = [f'<table class="wide"><tr><th class="l">method</th><th class="l">line</th>{head}<th class="l">status</th>'
-           '<th class="l">note</th></tr>']
+           + ('<th class="l">note</th>' if notes else "") + "</tr>"]
     for method in dict.fromkeys(df["method"]):
         g = df[df["method"] == method]
         status = ", ".join(dict.fromkeys(g["status"]))
-        notes = "; ".join(n for n in dict.fromkeys(g["note"]) if n)
+        note_text = "; ".join(n for n in dict.fromkeys(g["note"]) if n)
 
         def cell(key: str, fn: Callable[[pd.Series], str], g: pd.DataFrame = g) -> str:
             rows = g[g["key"] == key]
@@ -103,8 +107,8 @@ def render_wide(df: pd.DataFrame, keys: list[str]) -> str:
             cls = "sep" if i == 0 else ""
             label = f"{html.escape(method)}" + (f" <i>({html.escape(g['model'].iloc[0])})</i>"
                                                   if g["model"].iloc[0] else "")
-            tail = (_status_cell(status) + f'<td class="l note">{html.escape(notes)}</td>') if i == 0 else \
-                "<td></td><td></td>"
+            note_cell = f'<td class="l note">{html.escape(note_text)}</td>' if notes else ""
+            tail = (_status_cell(status) + note_cell) if i == 0 else "<td></td>" + ("<td></td>" if notes else "")
             out.append(f'<tr class="{cls} {"paper" if line == "paper" else ""}"><td class="l">'
                        f'{label if i == 0 else ""}</td><td class="l">{line}</td>'
                        + "".join(cell(k, fn) for k in keys) + tail + "</tr>")
@@ -400,7 +404,9 @@ def build_report(params: Params, out: Path, eval_dir: Path, train_dir: Path, dat
             body.append(render_wide(df, keys))
         elif name == "table8_resources":  # one column per quantity
             wide = df.assign(key=df["metric"], metric="value")
-            body.append(render_wide(wide, list(dict.fromkeys(wide["key"]))))
+            body.append(render_wide(wide, list(dict.fromkeys(wide["key"])), notes=False))
+            body.append("<ul class='note'>" + "".join(f"<li>{html.escape(n)}</li>"
+                                                     for n in dict.fromkeys(df["note"]) if n) + "</ul>")
         else:
             body.append(render_long(df))
     body.append('<p class="note">Δ = ours − paper. CI: percentile bootstrap over test images (paired between '

@@ -63,9 +63,12 @@ def fig_resources(t8: pd.DataFrame, profile: dict, per_image: pd.DataFrame, mode
         o = pd.DataFrame(ours)
         ax.scatter(o["gmacs"], o["psnr"], s=np.maximum(o["params_m"], 0.3) * 12, alpha=0.6, color="tab:blue",
                    edgecolor="k")
-        for _, r in o.iterrows():
-            ax.annotate(f"{r['model']} ({r['params_m']:.1f} M)", (r["gmacs"], r["psnr"]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
+        # models at (almost) the same point share one label
+        o["pos"] = list(zip(o["gmacs"].round(0), o["psnr"].round(2)))
+        for _, g in o.groupby("pos", sort=False):
+            label = "\n".join(f"{r['model']} ({r['params_m']:.1f} M)" for _, r in g.iterrows())
+            ax.annotate(label, (g["gmacs"].iloc[0], g["psnr"].iloc[0]), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
     else:
         ax.text(0.5, 0.5, "no reproduced results", ha="center", transform=ax.transAxes)
     ax.set(xlabel="GMACs at 256x256, paper preset (ours, profile.json)", ylabel="MDIR average PSNR (dB), ours",

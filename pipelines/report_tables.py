@@ -212,7 +212,8 @@ def table8(per_image: pd.DataFrame, models: Sequence[str], profile: dict, pipeli
                 v = profile_value(profile, model, "paper", key) if have else float("nan")
                 v = v / 1e6 if metric == "params_m" else v
                 est = Estimate(v, float("nan"), float("nan"), 0, 0)
-                status = PAPER_ONLY if not model else REPRODUCED if math.isfinite(v) else NOT_RUN
+                status = PAPER_ONLY if not model else REPRODUCED if math.isfinite(v) else NOT_AVAILABLE if have \
+                    else NOT_RUN
                 if metric == "gflops" and math.isfinite(v):
                     note = "ours: MACs (1 multiply-add = 1), paper preset, 1x3x256x256"
                 if metric == "time_s":
