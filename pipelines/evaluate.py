@@ -54,12 +54,13 @@ def evaluate_pairs(
     keep: int = 0,
     samples: dict[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per-image rows for ``pairs``; the first ``keep`` restorations go into ``samples`` (name -> uint8)."""
+    """Per-image rows for ``pairs``; the restorations picked by :func:`sample_indices` go into ``samples``."""
     from tqdm.auto import tqdm
 
     scorer = scorer or Scorer()
     model.eval()
     device = next(iter(model.parameters())).device
+    chosen = sample_indices(pairs, keep)
     rows = []
     for i, pair in enumerate(tqdm(pairs, desc=f"eval {set_name}", dynamic_ncols=True, leave=False)):
         x_np, y_np = read_image(pair.input), read_image(pair.target)
@@ -80,9 +81,21 @@ def evaluate_pairs(
             "haze": pair.haze, "rain": pair.rain, "noise": pair.noise,
             **{k: float(v[0]) for k, v in scores.items()}, "runtime_s": runtime,
         })
-        if samples is not None and i < keep:
+        if samples is not None and i in chosen:
             samples[f"{set_name}_{i:03d}.png"] = to_uint8(out[0].permute(1, 2, 0).numpy())
     return rows
+
+
+def sample_indices(pairs: list[Pair], keep: int) -> set[int]:
+    """Which restorations to save for the report: the first of each degradation combination (so
+    the visual grid covers all seven), or the first ``keep`` for sets without combinations."""
+    if keep <= 0:
+        return set()
+    first: dict[str, int] = {}
+    for i, p in enumerate(pairs):
+        if p.combination:
+            first.setdefault(p.combination, i)
+    return set(first.values()) if first else set(range(min(keep, len(pairs))))
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -120,8 +133,8 @@ def sdir_sets(data_root: Path | None) -> dict[str, list[Pair]]:
     except ImportError:
         return {}
     found = {}
-    for name, (layout, folder) in sdir.find_sdir_sets(data_root).items():
-        found[name] = [Pair(p.input, p.target, p.id) for p in sdir.load_pairs(layout, folder)]
+    for name, folder in sdir.find_sdir_sets(data_root).items():
+        found[name] = [Pair(p.input, p.target, p.id) for p in sdir.load_pairs(name, folder)]
     return found
 
 

@@ -181,8 +181,8 @@ def _samples(per_image: pd.DataFrame, models: list[str], seed: int, eval_dir: Pa
         sdir = eval_dir / run_name(model, seed) / "samples"
         if rows.empty or not sdir.is_dir():
             continue
-        n = len(list(sdir.glob(f"{set_name}_*.png")))
-        for i in range(min(n, len(rows))):
+        saved = sorted(int(f.stem.rsplit("_", 1)[1]) for f in sdir.glob(f"{set_name}_*.png"))
+        for i in (i for i in saved if i < len(rows)):
             name = rows["image"].iloc[i]
             pair = pairs.get(name)
             if pair is None:

@@ -414,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = train(a.model, params, a.seed, Path(a.data), Path(a.ckpt_dir) / name, Path(a.out) / name,
                     track=not a.no_mlflow, stop_after=a.stop_after)
     if "stopped_at" not in summary and int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained {a.model} (seed {a.seed}): loss {summary['final_loss']:.4f}, "
+        loss = "n/a" if summary["final_loss"] is None else f"{summary['final_loss']:.4f}"
+        print(f"trained {a.model} (seed {a.seed}): loss {loss}, "
               f"{summary['it_per_s']:.2f} it/s -> {Path(a.out) / name / 'model.pt'}")
     return 0

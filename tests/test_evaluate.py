@@ -76,7 +76,19 @@ def test_per_image_csv_and_metrics_json(setup: dict[str, Path]) -> None:
     pred = np.rint(restore_tensor(model, x)[0].permute(1, 2, 0).numpy() * 255)
     mse = np.mean((pred / 255 - y / 255) ** 2)
     assert float(rows[0]["psnr"]) == pytest.approx(10 * math.log10(1 / (mse + 1e-8)), abs=1e-4)
-    assert sorted(p.name for p in (out / "samples").iterdir()) == ["MDIR_000.png", "MDIR_001.png"]
+    # One saved restoration per degradation combination (the fixture has only "noise").
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["MDIR_000.png"]
+
+
+def test_sample_indices_cover_every_combination():
+    from pipelines.evaluate import sample_indices
+    from pipelines.pairs import COMBINATIONS, Pair
+
+    pairs = [Pair(Path(f"{i}.png"), Path("t.png"), str(i), COMBINATIONS[i % 7]) for i in range(21)]
+    assert sample_indices(pairs, 4) == set(range(7))
+    plain = [Pair(Path(f"{i}.png"), Path("t.png"), str(i)) for i in range(10)]
+    assert sample_indices(plain, 4) == {0, 1, 2, 3}
+    assert sample_indices(plain, 0) == set()
 
 
 def _existing_outputs(setup: dict[str, Path]) -> dict[Path, bytes]:
