@@ -34,3 +34,13 @@ def apply_defaults() -> None:
 def tracking_uri() -> str:
     """MLflow tracking URI: $MLFLOW_TRACKING_URI, else the embedded SQLite file."""
     return os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+
+
+def torch_threads() -> int:
+    """Intra-op threads for a stage: ``$OMP_NUM_THREADS`` when set (torchrun sets 1 per process), else all cores.
+
+    Set explicitly rather than left to the process default, so that two runs of the same stage
+    (a resumed one and an uninterrupted one) use the same reduction order and agree bit for bit.
+    """
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else max(1, os.cpu_count() or 1)

@@ -155,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="metrics backend: fast (default, validated against pyiqa to 1e-4) or pyiqa (reference)")
     a = p.parse_args(argv)
     params = load_params(a.params, a.profile)
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(env.torch_threads())
     name = run_name(a.model, a.seed)
     ckpt_path = Path(a.checkpoint) if a.checkpoint else Path(a.train_dir) / name / "model.pt"
     state = ckpt_io.load(ckpt_path, expect_model=a.model)

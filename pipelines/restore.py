@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from interir.registry import get_card
 
     stride = get_card(state["model"]).stride
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(env.torch_threads())
     for src, dst in targets:
         x = torch.from_numpy(read_image(src)).permute(2, 0, 1)[None].to(device)
         y = restore_tensor(model, x, stride=stride, tile=a.tile, overlap=a.overlap).float().cpu()

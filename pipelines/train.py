@@ -408,8 +408,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.model not in list_models():
         raise UserError(f"unknown model {a.model!r}; known: {', '.join(list_models())}")
-    if "OMP_NUM_THREADS" not in os.environ:  # torchrun sets it to 1 per process; respect any explicit value
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(env.torch_threads())
     name = run_name(a.model, a.seed)
     summary = train(a.model, params, a.seed, Path(a.data), Path(a.ckpt_dir) / name, Path(a.out) / name,
                     track=not a.no_mlflow, stop_after=a.stop_after)
