@@ -27,6 +27,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_train import machine  # noqa: E402
 
+from pipelines.imageio import write_text  # noqa: E402
+
 SIZE = 256
 
 
@@ -102,8 +104,7 @@ def main() -> int:
             rates = [entry[k]["images_per_s"] for k in ("forward_only", "whole_fast", "whole_pyiqa")]
             print(f"{model_name:14s} forward {rates[0]:7.2f}  whole(fast) {rates[1]:7.2f}  whole(pyiqa) {rates[2]:7.2f}"
                   " img/s", flush=True)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_text(a.out, json.dumps(result, indent=2) + "\n")  # atomic: no half-written results file
     print(f"-> {a.out}")
     return 0
 

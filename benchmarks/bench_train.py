@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipelines.config import load_params  # noqa: E402
+from pipelines.imageio import write_text  # noqa: E402
 
 
 def machine(threads: int) -> dict:
@@ -117,8 +118,7 @@ def main() -> int:
             r = bench_model(name, pairs, cfg.batch, cfg.patch, a.warmup, a.repeats, a.min_seconds)
             result["models"][name] = r
             print(f"{name:16s} {r['steps_per_s']:7.2f} steps/s  {r['repeats']}", flush=True)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_text(a.out, json.dumps(result, indent=2) + "\n")  # atomic: no half-written results file
     print(f"-> {a.out}")
     return 0
 
