@@ -18,7 +18,10 @@ a complex FFT of N points costs 5/2 * N * log2(N) real MACs (the classic 5 N log
 a real-input or real-output FFT (rfft/irfft) costs half of that; ``fft``/``fft2`` of a real tensor is
 counted as complex (torch runs it as a complex-to-complex transform). Multi-
 dimensional FFTs use N = product of the transformed sizes; batch dimensions multiply.
-Elementwise ops, normalisation, pooling and softmax are not counted (as in ptflops/fvcore).
+Interpolation (``grid_sample``, bilinear/nearest upsampling) is counted per output value as
+fvcore does (4 MACs bilinear, 1 nearest; reported as ``gmacs_interp``, included in both totals).
+Elementwise ops, normalisation (fvcore's batch/group/layer/instance-norm handles are replaced
+by zero), pooling and softmax are not counted.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ from pipelines.env import UserError
 CONVENTION = (
     "MACs (1 multiply-accumulate = 1) of one forward pass at 1x3xSIZExSIZE; fvcore with extra handles, "
     "cross-checked with FlopCounterMode flops/2; FFTs analytic: 5/2*N*log2(N) real MACs per complex FFT "
-    "of N points, half for rfft/irfft; elementwise ops, norms, pooling, softmax not counted; "
+    "of N points, half for rfft/irfft; interpolation 4 MACs (bilinear) or 1 (nearest) per output value; "
+    "elementwise ops, norms, pooling, softmax not counted; "
     "latency: CPU, batch 1, torch.no_grad, median of repeats after one warm-up"
 )
 
@@ -64,18 +68,28 @@ def _prod(xs) -> int:
     return out
 
 
-class FFTCounter(TorchDispatchMode):
-    """Counts analytic FFT MACs of ``aten._fft_r2c/_fft_c2r/_fft_c2c`` (works on the meta device)."""
+# Interpolation MACs per output value: fvcore's defaults (its "aten::grid_sampler" and
+# "aten::upsample_*" handles). FlopCounterMode has no formula for them; :class:`AnalyticCounter`
+# adds the same count to its side, so the two counters agree on ARConv's grid sampling.
+INTERP_MACS_PER_OUTPUT = {"grid_sampler_2d": 4, "upsample_bilinear2d": 4, "upsample_nearest2d": 1}
+
+
+class AnalyticCounter(TorchDispatchMode):
+    """Counts analytic FFT MACs of ``aten._fft_r2c/_fft_c2r/_fft_c2c`` and the interpolation MACs of
+    :data:`INTERP_MACS_PER_OUTPUT` (works on the meta device)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.macs = 0.0
+        self.macs = 0.0  # FFTs
+        self.interp = 0.0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         name = getattr(func, "__name__", str(func))
         base = name.split(".")[0]
+        if base in INTERP_MACS_PER_OUTPUT and isinstance(out, torch.Tensor):
+            self.interp += INTERP_MACS_PER_OUTPUT[base] * out.numel()
         if base in ("_fft_r2c", "_fft_c2r", "_fft_c2c"):
             x, dims = args[0], [d % args[0].dim() for d in args[1]]
             if base == "_fft_c2r":
@@ -154,7 +168,13 @@ def fvcore_handles() -> dict[str, Any]:
         "aten::conv_transpose2d": _conv_handle(transposed=True),
         "aten::pixel_shuffle": _zero_handle,
         "aten::pixel_unshuffle": _zero_handle,
-        # Pooling is not counted by FlopCounterMode; fvcore's default handles would count it.
+        # Pooling and norms are not counted (the convention, and FlopCounterMode has no formula for
+        # them); fvcore's default handles would count them. Interpolation stays with fvcore's
+        # default handles; the FlopCounterMode side gets the same per-output count from AnalyticCounter.
+        "aten::batch_norm": _zero_handle,
+        "aten::group_norm": _zero_handle,
+        "aten::layer_norm": _zero_handle,
+        "aten::instance_norm": _zero_handle,
         "aten::adaptive_avg_pool2d": _zero_handle,
         "aten::adaptive_avg_pool1d": _zero_handle,
         "aten::adaptive_avg_pool3d": _zero_handle,
@@ -186,14 +206,14 @@ def macs_fvcore(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
 
 
 def macs_flopcounter(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
-    """FlopCounterMode flops / 2 and the analytic FFT MACs (works with meta tensors)."""
+    """FlopCounterMode flops / 2 plus interpolation MACs, and the analytic FFT MACs (works with meta tensors)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     fc = FlopCounterMode(display=False)
-    ff = FFTCounter()
+    ff = AnalyticCounter()
     with torch.no_grad(), fc, ff:
         model(x)
-    return {"macs": fc.get_total_flops() / 2, "fft": ff.macs}
+    return {"macs": fc.get_total_flops() / 2 + ff.interp, "fft": ff.macs, "interp": ff.interp}
 
 
 def cpu_latency(model: nn.Module, x: torch.Tensor, repeats: int) -> float:
@@ -238,6 +258,7 @@ def profile_model(name: str, preset: str = "smoke", size: int = 256, repeats: in
         out["flopcounter_device"] = "cpu"
     del meta_model
     out["gmacs_fft"] = fc["fft"] / 1e9
+    out["gmacs_interp"] = fc["interp"] / 1e9
     out["gmacs_flopcounter"] = (fc["macs"] + fc["fft"]) / 1e9
     out["counters"] = ["flopcounter"]
     out["gmacs"] = out["gmacs_flopcounter"]

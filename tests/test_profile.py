@@ -21,8 +21,10 @@ def _run(argv, capsys) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("model", ["interir", "nafnet"])
+@pytest.mark.parametrize("model", ["interir", "nafnet", "interir_arconv", "deepsn_net"])
 def test_cli_json_fields_and_counters_agree(model, capsys):
+    """fvcore and FlopCounterMode agree: ARConv's grid sampling (interpolation MACs) and DeepSN-Net's
+    BatchNorm (a norm: not counted) are where they used to differ."""
     res = _run([model, "--preset", "smoke", "--size", "64", "--repeats", "1", "--json"], capsys)
     assert FIELDS <= set(res)
     assert res["params"] > 0 and res["latency_s"] > 0 and res["gmacs"] > 0
