@@ -222,8 +222,9 @@ def _presets(**extra: dict) -> dict[str, dict]:
 
 
 _FLOPS = (
-    "MACs at 1x3x256x256 with torch FlopCounterMode; InterIR's convention otherwise; the grid_sample / "
-    "mask / softmax work of the adaptive conv is not counted"
+    "MACs at 1x3x256x256 (fvcore, cross-checked with FlopCounterMode); InterIR's convention otherwise; "
+    "ARConv's bilinear grid_sample counts 4 MACs per sampled value (fvcore's rule, added to FlopCounterMode); "
+    "the mask / softmax / BatchNorm work of the adaptive convs is not counted"
 )
 
 
