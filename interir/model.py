@@ -23,11 +23,13 @@ import torch.nn.functional as F
 from interir.blocks import ConvFactory, NAFBlock, depthwise3x3
 from interir.registry import ModelCard, register_model
 from interir.unfolding import OpFactory, UnfoldingNet, kron_adjoint, kron_apply, no_autocast, normalize_matrix
-from interir.xconv import explainable_dw3x3
+from interir.xconv import explainable_dw3x3, explainable_dw3x3_tau
 
 # Depthwise 3x3 convolutions selectable by name (``conv=`` of the model). Baselines may add
 # theirs (CoMo, ARConv) with :func:`register_conv`, or pass a callable factory directly.
-CONV_FACTORIES: dict[str, ConvFactory] = {"xconv": explainable_dw3x3, "plain": depthwise3x3}
+# "xconv_tau": the explainable conv with its straight-through gradient to the threshold only.
+CONV_FACTORIES: dict[str, ConvFactory] = {"xconv": explainable_dw3x3, "xconv_tau": explainable_dw3x3_tau,
+                                          "plain": depthwise3x3}
 
 
 def register_conv(name: str, factory: ConvFactory) -> None:

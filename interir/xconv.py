@@ -21,7 +21,9 @@ Differences from CoMo's public code (deliberate, see docs/interir.md):
   mask of Eq. 16, the backward pass uses the gradient of ``sigmoid((x - tau) / T)`` with the
   temperature ``T = ste_temperature``. Pooling is linear, so the surrogate is added after
   pooling: ``Mbar = pool(hard) + pool(soft) - stopgrad(pool(soft))`` (same value as the hard
-  pooled mask, gradient of the soft one).
+  pooled mask, gradient of the soft one). By default that gradient reaches both ``tau`` and the
+  input ``x``; ``ste_input_grad=False`` (model switch ``conv="xconv_tau"``) sends it to ``tau``
+  only, as CoMo's threshold update does, and skips the full-size gradient map.
 """
 
 from __future__ import annotations
@@ -33,33 +35,49 @@ from torch.nn.modules.utils import _pair
 
 
 class _PooledMaskSTE(torch.autograd.Function):
-    """Eq. 17 on the hard mask of Eq. 16, with the straight-through gradient of the soft mask.
+    """Eqs. 16-17 on the hard mask, with the straight-through gradient of the soft mask.
 
-    Forward: ``AdaptiveAvgPool_k(1[x >= tau])``. Backward: the gradient of
-    ``AdaptiveAvgPool_k(sigmoid((x - tau) / T))`` w.r.t. ``x`` and ``tau``. Written as one
-    autograd node (the sigmoid is only evaluated in the backward pass, in place) because the
-    elementwise passes over the full feature map dominate the cost of a depthwise conv.
+    Forward: ``hard = 1[x >= tau]`` (written as floats in one pass) and
+    ``AdaptiveAvgPool_k(hard)``; returns both (the mask is not differentiable). Backward: the
+    gradient of ``AdaptiveAvgPool_k(sigmoid((x - tau) / T))`` w.r.t. ``tau`` and, when
+    ``input_grad``, w.r.t. ``x``. One autograd node with the sigmoid evaluated only in the
+    backward pass, in place, because the passes over the full feature map dominate the cost of
+    a depthwise conv (``benchmarks/bench_xconv.py``).
     """
 
     @staticmethod
-    def forward(ctx, x, tau, hard, size, temperature):
+    def forward(ctx, x, tau, size, temperature, input_grad):
+        hard = torch.empty_like(x)
+        torch.ge(x, tau, out=hard)  # Eq. 16, straight into the float mask (no bool -> float pass)
         ctx.save_for_backward(x, tau)
-        ctx.temperature = temperature
-        return F.adaptive_avg_pool2d(hard.to(x.dtype), size)
+        ctx.size, ctx.temperature, ctx.input_grad = size, temperature, input_grad
+        ctx.mark_non_differentiable(hard)
+        return F.adaptive_avg_pool2d(hard, size), hard
 
     @staticmethod
-    def backward(ctx, grad_pooled):
+    def backward(ctx, grad_pooled, _grad_hard):
         x, tau = ctx.saved_tensors
         inv_t = 1.0 / ctx.temperature
-        # d pool / d element, with the 1/T of the sigmoid's chain rule folded in (small tensor).
-        g = torch.ops.aten._adaptive_avg_pool2d_backward(grad_pooled * inv_t, x)
-        s = torch.add(tau * -inv_t, x, alpha=inv_t).sigmoid_()  # sigmoid((x - tau) / T), one pass
-        gx = torch.ops.aten.sigmoid_backward(g, s)  # g * s * (1 - s)
-        gtau = None
-        if ctx.needs_input_grad[1]:
-            dims = [d for d in range(gx.dim()) if tau.shape[d] == 1]
-            gtau = -gx.sum(dim=dims, keepdim=True)
-        return (gx if ctx.needs_input_grad[0] else None), gtau, None, None, None
+        need_x = ctx.needs_input_grad[0] and ctx.input_grad
+        need_tau = ctx.needs_input_grad[1]
+        if not (need_x or need_tau):
+            return None, None, None, None, None
+        s = torch.add(tau * -inv_t, x, alpha=inv_t).sigmoid_()  # sigmoid((x - tau) / T), one pass + in place
+        dims = [d for d in range(x.dim()) if tau.shape[d] == 1]
+        gx = gtau = None
+        if need_x:
+            # d pool / d element with the 1/T of the chain rule folded in (small tensor), then
+            # g * s * (1 - s) written over g.
+            g = torch.ops.aten._adaptive_avg_pool2d_backward(grad_pooled * inv_t, x)
+            gx = torch.ops.aten.sigmoid_backward.grad_input(g, s, grad_input=g)
+            if need_tau:
+                gtau = -gx.sum(dim=dims, keepdim=True)
+        else:
+            # tau only: pooling is linear, so dL/dtau = -sum(grad_pooled / T * pool(s (1 - s))): the
+            # full-size gradient map is never formed.
+            dpool = F.adaptive_avg_pool2d(s.addcmul_(s, s, value=-1.0), ctx.size)
+            gtau = -(grad_pooled * dpool).sum(dim=dims, keepdim=True).mul_(inv_t)
+        return gx, gtau, None, None, None
 
 
 class ExplainableConv2d(nn.Module):
@@ -67,6 +85,9 @@ class ExplainableConv2d(nn.Module):
 
     Constructor mirrors :class:`torch.nn.Conv2d`. ``per_channel_threshold`` gives one
     threshold per input channel instead of one per layer (CoMo has one per layer).
+    ``ste_input_grad=False`` sends the straight-through gradient to the threshold only (the mask
+    path is then constant for the features, as in CoMo's code; cheaper, see
+    ``benchmarks/bench_xconv.py``); the default also passes it to the input.
     Set ``record = True`` to keep the last hard mask (``last_mask``: B x Cin x H x W) and
     attention (``last_attention``: B x Cin x kh x kw) for visualisation; off by default, then
     nothing is stored.
@@ -85,6 +106,7 @@ class ExplainableConv2d(nn.Module):
         per_channel_threshold: bool = False,
         ste_temperature: float = 0.1,
         scale_attention: bool = True,
+        ste_input_grad: bool = True,
     ) -> None:
         super().__init__()
         if in_channels % groups or out_channels % groups:
@@ -109,6 +131,7 @@ class ExplainableConv2d(nn.Module):
                 raise ValueError(f"unknown padding {padding!r}")
         self.padding = _pair(padding)
         self.ste_temperature = float(ste_temperature)
+        self.ste_input_grad = bool(ste_input_grad)
         self.scale_attention = scale_attention
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kh, kw))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
@@ -131,17 +154,20 @@ class ExplainableConv2d(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, groups={self.groups}, bias={self.bias is not None}, "
-                f"thresholds={self.threshold.numel()}, ste_temperature={self.ste_temperature}")
+                f"thresholds={self.threshold.numel()}, ste_temperature={self.ste_temperature}, "
+                f"ste_input_grad={self.ste_input_grad}")
 
     def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eqs. 16-18: (hard mask B x Cin x H x W, attention B x Cin x kh x kw)."""
+        """Eqs. 16-18: (hard mask B x Cin x H x W as 0./1., attention B x Cin x kh x kw)."""
         kh, kw = self.kernel_size
         tau = self.threshold.view(1, -1, 1, 1).to(x.dtype)
-        hard = x >= tau  # Eq. 16
         if torch.is_grad_enabled() and (self.threshold.requires_grad or x.requires_grad):
-            pooled = _PooledMaskSTE.apply(x, tau, hard, (kh, kw), self.ste_temperature)  # Eq. 17 + STE
+            # Eqs. 16-17 + STE
+            pooled, hard = _PooledMaskSTE.apply(x, tau, (kh, kw), self.ste_temperature, self.ste_input_grad)
         else:
-            pooled = F.adaptive_avg_pool2d(hard.to(x.dtype), (kh, kw))  # Eq. 17
+            hard = torch.empty_like(x)
+            torch.ge(x, tau, out=hard)  # Eq. 16 (float 0/1)
+            pooled = F.adaptive_avg_pool2d(hard, (kh, kw))  # Eq. 17
         b, c = pooled.shape[:2]
         att = torch.softmax(pooled.reshape(b, c, kh * kw), dim=-1)  # Eq. 18
         if self.scale_attention:
@@ -154,7 +180,7 @@ class ExplainableConv2d(nn.Module):
         kh, kw = self.kernel_size
         hard, att = self.attention(x)
         if self.record:
-            self.last_mask = hard.to(x.dtype)
+            self.last_mask = hard
             self.last_attention = att.detach()
         # Eq. 19: weight[o, j] reads input channel (o // cout_g) * cin_g + j, so the attention of
         # group gi (cin_g channels) is broadcast over that group's cout_g output channels.
@@ -171,6 +197,11 @@ class ExplainableConv2d(nn.Module):
 def explainable_dw3x3(channels: int) -> nn.Module:
     """Depthwise 3x3 explainable convolution: drop-in for NAFBlock's ``dw_conv`` (EPBlock)."""
     return ExplainableConv2d(channels, channels, 3, padding=1, groups=channels, bias=True)
+
+
+def explainable_dw3x3_tau(channels: int) -> nn.Module:
+    """As :func:`explainable_dw3x3`, with the straight-through gradient to the threshold only."""
+    return ExplainableConv2d(channels, channels, 3, padding=1, groups=channels, bias=True, ste_input_grad=False)
 
 
 def explainable_modules(model: nn.Module) -> list[tuple[str, ExplainableConv2d]]:

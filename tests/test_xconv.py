@@ -175,10 +175,38 @@ def test_ste_gradient_is_soft_mask_gradient(per_channel):
     from interir.xconv import _PooledMaskSTE
 
     tau = conv.threshold.view(1, -1, 1, 1)
-    pooled = _PooledMaskSTE.apply(x, tau, x >= tau, (3, 3), 0.3)
+    pooled, hard = _PooledMaskSTE.apply(x, tau, (3, 3), 0.3, True)
+    torch.testing.assert_close(hard, (x >= tau).float())
     torch.testing.assert_close(pooled, F.adaptive_avg_pool2d((x >= tau).float(), 3))  # forward: hard mask
     gx, gt = torch.autograd.grad((pooled * gp).sum(), (x, conv.threshold))
     soft = F.adaptive_avg_pool2d(torch.sigmoid((x - tau) / 0.3), 3)
     rx, rt = torch.autograd.grad((soft * gp).sum(), (x, conv.threshold))
     torch.testing.assert_close(gx, rx, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(gt, rt, atol=1e-6, rtol=1e-5)
+    # Threshold only (ste_input_grad=False): the same dL/dtau, no gradient to x through the mask.
+    pooled, _ = _PooledMaskSTE.apply(x, tau, (3, 3), 0.3, False)
+    gx_t, gt_t = torch.autograd.grad((pooled * gp).sum(), (x, conv.threshold), allow_unused=True)
+    assert gx_t is None or torch.count_nonzero(gx_t) == 0
+    torch.testing.assert_close(gt_t, rt, atol=1e-6, rtol=1e-5)
+
+
+def test_threshold_only_switch_keeps_the_forward_and_the_threshold_gradient():
+    """``conv="xconv_tau"``: same outputs and threshold gradients as ``xconv``; the input gradient
+    differs only by the surrogate term through the mask."""
+    from interir.registry import create_model
+
+    torch.manual_seed(3)
+    a = create_model("interir", "smoke")
+    b = create_model("interir", "smoke", conv="xconv_tau")
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(2, 3, 32, 32)
+    ya, yb = a(x), b(x)
+    torch.testing.assert_close(ya, yb)
+    ya.square().mean().backward()
+    yb.square().mean().backward()
+    ta = [m.threshold.grad for m in a.modules() if isinstance(m, ExplainableConv2d)]
+    tb = [m.threshold.grad for m in b.modules() if isinstance(m, ExplainableConv2d)]
+    assert len(ta) == len(tb) > 0
+    # Gradients upstream of the first conv differ (no surrogate term), so compare the last block's.
+    torch.testing.assert_close(ta[-1], tb[-1], atol=1e-6, rtol=1e-4)
+    assert all(t is not None and torch.isfinite(t).all() for t in tb)
