@@ -78,7 +78,7 @@ class EvaluateConfig:
     tile: int  # 0 = whole image
     tile_overlap: int
     save_images: int  # how many restored images per set to keep for the report
-    batch: int  # same-size test images restored and scored together (runtime_s = batch time / batch)
+    batch: int  # same-size test images restored in one forward pass (runtime_s = batch time / batch)
 
     def __post_init__(self) -> None:
         if self.batch < 1:
