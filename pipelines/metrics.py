@@ -14,7 +14,8 @@ Convention (what every reported number means):
 
 Two backends behind one :class:`Scorer` interface:
 - ``"fast"`` (the default): PSNR and the RGB -> Y conversion (with its rounding) are
-  pyiqa's own functions; SSIM is a float32 separable Gaussian filter in torch, on inputs
+  pyiqa's own functions; SSIM is a float32 separable Gaussian filter in torch (shifted
+  multiply-adds, :func:`gaussian_filter_valid`), on inputs
   centred by their per-image mean (variances are shift-invariant, and centring removes
   the float32 cancellation in E[x^2] - mu^2). pyiqa's SSIM casts to float64 and runs a
   dense 11x11 conv: about 8 images/s at 256x256 on this machine's CPU;
@@ -29,7 +30,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from pipelines import env
 
@@ -71,12 +71,8 @@ def ssim_per_channel(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0
     torch.mul(xc, xc, out=buf[:, :, 2])
     torch.mul(yc, yc, out=buf[:, :, 3])
     torch.mul(xc, yc, out=buf[:, :, 4])
-    n = b * c * 5
-    g = gaussian_1d().to(device=x.device, dtype=torch.float32)
-    # (1, B*C*5, H, W) with groups = B*C*5: a depthwise conv, much faster on the CPU than a batch of 1-channel maps.
-    f = F.conv2d(buf.view(1, n, h, w), g.view(1, 1, 1, -1).expand(n, 1, 1, SSIM_WIN), groups=n)
-    f = F.conv2d(f, g.view(1, 1, -1, 1).expand(n, 1, SSIM_WIN, 1), groups=n)
-    mu1c, mu2c, exx, eyy, exy = f.view(b, c, 5, h - SSIM_WIN + 1, w - SSIM_WIN + 1).unbind(dim=2)
+    f = gaussian_filter_valid(buf)
+    mu1c, mu2c, exx, eyy, exy = f.unbind(dim=2)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu12c = mu1c * mu2c
     # contrast-structure: (2 s12 + C2) / (s11 + s22 + C2), clipped at 0 as pyiqa
@@ -87,6 +83,23 @@ def ssim_per_channel(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0
     mu1, mu2 = mu1c.add_(centre), mu2c.add_(centre)
     lum = (mu1 * mu2).mul_(2).add_(c1).div_(mu1.square_().add_(mu2.square_()).add_(c1))
     return lum.mul_(cs).mean(dim=(-2, -1))
+
+
+def gaussian_filter_valid(maps: torch.Tensor, size: int = SSIM_WIN, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """Separable Gaussian filtering of the last two dims, 'valid' borders: (..., H, W) -> (..., H-k+1, W-k+1).
+
+    Written as k shifted multiply-adds per direction: on the CPU this measured about 2.5x cheaper
+    than a depthwise ``conv2d`` with 1xk and kx1 kernels (oneDNN has no fast path for them).
+    """
+    g = [float(v) for v in gaussian_1d(size, sigma)]
+    h, w = maps.shape[-2] - size + 1, maps.shape[-1] - size + 1
+    rows = torch.mul(maps[..., :, 0:w], g[0])
+    for k in range(1, size):
+        rows.add_(maps[..., :, k : k + w], alpha=g[k])
+    out = torch.mul(rows[..., 0:h, :], g[0])
+    for k in range(1, size):
+        out.add_(rows[..., k : k + h, :], alpha=g[k])
+    return out
 
 
 def psnr_closed_form(mse: float, data_range: float = 1.0, eps: float = 1e-8) -> float:
