@@ -243,6 +243,7 @@ _DEVIATIONS = (
         flop_convention=_FLOPS,
         deviations=_DEVIATIONS,
         batch_independent=True,
+        eval_batch=1,  # full-resolution U-Net: batching measured slower on the CPU
         stride=1,
     ),
     presets=_PRESETS,
@@ -259,6 +260,7 @@ def fdtanet(**kwargs) -> FDTANet:
         flop_convention=_FLOPS + "; the explainable conv's grouped conv is counted like the plain depthwise one",
         deviations=_DEVIATIONS + ("Explainable conv (interir.xconv.explainable_dw3x3) replaces every depthwise 3x3.",),
         batch_independent=True,
+        eval_batch=1,  # full-resolution U-Net: batching measured slower on the CPU
         stride=1,
     ),
     presets=_PRESETS,

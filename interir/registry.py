@@ -42,6 +42,10 @@ class ModelCard:
     deviations: tuple[str, ...] = ()
     batch_independent: bool = True
     stride: int = 1  # inputs are padded to a multiple of this
+    # Same-size test images per forward pass in `evaluate` when params say evaluate.batch: 0 (auto).
+    # Measured on the CPU (benchmarks/bench_eval.py): batching speeds up the models that work on a
+    # coarse grid 2-3.5x and slows the full-resolution U-Nets (NAFNet, FDTANet), which get 1.
+    eval_batch: int = 8
 
 
 @dataclass(frozen=True)

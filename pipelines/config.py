@@ -78,11 +78,11 @@ class EvaluateConfig:
     tile: int  # 0 = whole image
     tile_overlap: int
     save_images: int  # how many restored images per set to keep for the report
-    batch: int  # same-size test images restored in one forward pass (runtime_s = batch time / batch)
+    batch: int  # same-size test images per forward pass; 0 = the model card's eval_batch (runtime_s: batch time / B)
 
     def __post_init__(self) -> None:
-        if self.batch < 1:
-            raise ConfigError(f"params key evaluate.batch must be at least 1, got {self.batch}")
+        if self.batch < 0:
+            raise ConfigError(f"params key evaluate.batch must be 0 (auto) or positive, got {self.batch}")
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,14 @@ def evaluate_pairs(
     return rows
 
 
+def eval_batch(card: Any, configured: int) -> int:
+    """Images per forward pass: ``evaluate.batch`` when positive, else the card's measured choice;
+    always 1 for a model that is not batch-independent (its numbers would depend on the batch)."""
+    if not card.batch_independent:
+        return 1
+    return configured if configured > 0 else max(1, card.eval_batch)
+
+
 def _load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     """Both images of a pair, checked: same size, at least the SSIM window."""
     x_np, y_np = read_image(pair.input), read_image(pair.target)
@@ -238,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     samples: dict[str, np.ndarray] = {}
     for set_name, pairs in sets.items():
         rows += evaluate_pairs(model, pairs, set_name, card.stride, cfg.tile, cfg.tile_overlap, scorer,
-                               keep=cfg.save_images, samples=samples, batch=cfg.batch)
+                               keep=cfg.save_images, samples=samples, batch=eval_batch(card, cfg.batch))
     agg = aggregate(rows)
     dver = data_version(a.data)
     metrics = {"model": a.model, "seed": a.seed, "profile": params.profile, "data_version": dver,

@@ -107,6 +107,19 @@ def test_batched_prefetched_evaluation_equals_one_by_one(tmp_path: Path, model_n
         assert np.abs(s1[k].astype(int) - s3[k].astype(int)).max() <= 1
 
 
+def test_eval_batch_choice():
+    """evaluate.batch > 0 wins; 0 takes the card's measured choice; batch-dependent models always get 1."""
+    import dataclasses
+
+    from interir.registry import get_card
+    from pipelines.evaluate import eval_batch
+
+    assert eval_batch(get_card("interir"), 0) == 8
+    assert eval_batch(get_card("fdtanet"), 0) == 1 and eval_batch(get_card("nafnet"), 0) == 1
+    assert eval_batch(get_card("fdtanet"), 4) == 4
+    assert eval_batch(dataclasses.replace(get_card("interir"), batch_independent=False), 8) == 1
+
+
 def test_prefetch_reports_a_corrupt_image_in_turn(tmp_path: Path) -> None:
     """A bad file read ahead by the thread still raises its one-line error, naming the file."""
     from pipelines.env import UserError
