@@ -58,6 +58,8 @@ def main() -> int:
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import make_tiny_mdir
 
+    torch.set_num_threads(a.threads)  # importing the tests' conftest pins torch to 1 thread
+
     from interir.registry import create_model, get_card
     from pipelines.evaluate import _to_tensor, evaluate_pairs
     from pipelines.imageio import read_image

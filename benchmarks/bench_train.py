@@ -49,7 +49,10 @@ def machine(threads: int) -> dict:
 def _tiny_set(root: Path, n: int = 6, size: int = 128) -> list:
     """A few noisy/clean pairs written as PNGs, read back through the real manifest path."""
     sys.path.insert(0, str(REPO / "tests"))
+    threads = torch.get_num_threads()
     from conftest import make_tiny_mdir  # the tests' manifest-compatible set
+
+    torch.set_num_threads(threads)  # importing the tests' conftest pins torch to 1 thread
 
     from pipelines.pairs import read_manifest
 
