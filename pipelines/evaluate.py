@@ -15,6 +15,7 @@ training that produced the checkpoint (one run per model, profile and seed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -56,6 +57,7 @@ def evaluate_pairs(
     samples: dict[str, np.ndarray] | None = None,
     batch: int = 1,
     prefetch: bool = True,
+    score_in_thread: bool = True,
 ) -> list[dict[str, Any]]:
     """Per-image rows for ``pairs``; the restorations picked by :func:`sample_indices` go into ``samples``.
 
@@ -63,8 +65,13 @@ def evaluate_pairs(
     model here is batch-independent in eval mode, tested, so the numbers are those of batch 1
     to float rounding); ``runtime_s`` is then the batch's forward time divided by its size.
     With ``prefetch`` a background thread decodes the next PNGs while the current batch runs
-    (PIL releases the GIL while decoding).
+    (PIL releases the GIL while decoding); with ``score_in_thread`` another one scores a batch
+    while the model restores the next (at most one batch waits, so memory stays bounded).
+    Rows come back in the order of ``pairs`` either way.
     """
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     scorer = scorer or Scorer()
@@ -73,8 +80,32 @@ def evaluate_pairs(
     chosen = sample_indices(pairs, keep)
     rows: list[dict[str, Any]] = []
     pending: list[tuple[int, Pair, np.ndarray, np.ndarray]] = []
+    scoring: deque[Future] = deque()
 
-    def flush() -> None:
+    def score(items: list[tuple[int, Pair, np.ndarray, np.ndarray]], out: torch.Tensor, runtime: float):
+        scored, kept = [], {}
+        for j, (i, pair, _, y_np) in enumerate(items):
+            # One image at a time: the SSIM buffers of a whole batch fall out of the CPU caches and
+            # batched scoring measured slower (benchmarks/bench_eval.py).
+            scores = scorer(out[j : j + 1], _to_tensor(y_np))
+            scored.append({
+                "image": pair.name, "set": set_name, "combination": pair.combination,
+                "haze": pair.haze, "rain": pair.rain, "noise": pair.noise,
+                **{k: float(v[0]) for k, v in scores.items()}, "runtime_s": runtime,
+            })
+            if i in chosen:
+                kept[f"{set_name}_{i:03d}.png"] = to_uint8(out[j].permute(1, 2, 0).numpy())
+        return scored, kept
+
+    def collect(until: int) -> None:
+        """Take finished scores, oldest first, until at most ``until`` batches are still scoring."""
+        while len(scoring) > until:
+            scored, kept = scoring.popleft().result()  # re-raises a scoring error here
+            rows.extend(scored)
+            if samples is not None:
+                samples.update(kept)
+
+    def flush(pool: ThreadPoolExecutor | None) -> None:
         if not pending:
             return
         x = torch.from_numpy(np.stack([x_np for _, _, x_np, _ in pending])).permute(0, 3, 1, 2).to(device)
@@ -83,28 +114,27 @@ def evaluate_pairs(
         if device.type == "cuda":
             torch.cuda.synchronize()
         runtime = (time.perf_counter() - t0) / len(pending)
-        out = out.float().cpu()
-        for j, (i, pair, _, y_np) in enumerate(pending):
-            # Scored one image at a time: the SSIM buffers of a whole batch fall out of the CPU caches
-            # and batched scoring measured slower (benchmarks/bench_eval.py).
-            scores = scorer(out[j : j + 1], _to_tensor(y_np))
-            rows.append({
-                "image": pair.name, "set": set_name, "combination": pair.combination,
-                "haze": pair.haze, "rain": pair.rain, "noise": pair.noise,
-                **{k: float(v[0]) for k, v in scores.items()}, "runtime_s": runtime,
-            })
-            if samples is not None and i in chosen:
-                samples[f"{set_name}_{i:03d}.png"] = to_uint8(out[j].permute(1, 2, 0).numpy())
+        items, out = list(pending), out.float().cpu()
         pending.clear()
+        if pool is None:
+            done: Future = Future()
+            done.set_result(score(items, out, runtime))
+            scoring.append(done)
+        else:
+            scoring.append(pool.submit(score, items, out, runtime))
+        collect(until=1 if pool is not None else 0)
 
-    # The context manager clears the bar on an error too, so the error stays one clean line.
-    with tqdm(total=len(pairs), desc=f"eval {set_name}", dynamic_ncols=True, leave=False) as bar:
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="eval-score")) if score_in_thread else None
+        # The context manager clears the bar on an error too, so the error stays one clean line.
+        bar = stack.enter_context(tqdm(total=len(pairs), desc=f"eval {set_name}", dynamic_ncols=True, leave=False))
         for i, (pair, x_np, y_np) in enumerate(_read_pairs(pairs, prefetch=prefetch, ahead=max(2, 2 * batch))):
             if pending and (len(pending) >= max(1, batch) or pending[0][2].shape != x_np.shape):
-                flush()
+                flush(pool)
                 bar.update(len(rows) - bar.n)
             pending.append((i, pair, x_np, y_np))
-        flush()
+        flush(pool)
+        collect(until=0)
         bar.update(len(rows) - bar.n)
     return rows
 

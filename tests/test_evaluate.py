@@ -83,7 +83,8 @@ def test_per_image_csv_and_metrics_json(setup: dict[str, Path]) -> None:
 @pytest.mark.parametrize("model_name", ["interir", "deepsn_net", "nafnet"])
 def test_batched_prefetched_evaluation_equals_one_by_one(tmp_path: Path, model_name: str) -> None:
     """Batches of same-size images (sizes mixed, so batches break at size changes), read ahead
-    by a thread, give the rows of the plain one-image loop: same order, metrics to 1e-4."""
+    by a thread and scored by another, give the rows of the plain one-image loop: same order,
+    metrics to 1e-4."""
     from interir.registry import create_model, get_card
     from pipelines.evaluate import evaluate_pairs
     from tests.conftest import make_tiny_mdir
@@ -96,8 +97,10 @@ def test_batched_prefetched_evaluation_equals_one_by_one(tmp_path: Path, model_n
     stride = get_card(model_name).stride
     s1: dict = {}
     s3: dict = {}
-    one = evaluate_pairs(model, pairs, "MDIR", stride, keep=4, samples=s1, batch=1, prefetch=False)
-    many = evaluate_pairs(model, pairs, "MDIR", stride, keep=4, samples=s3, batch=3, prefetch=True)
+    one = evaluate_pairs(model, pairs, "MDIR", stride, keep=4, samples=s1, batch=1, prefetch=False,
+                         score_in_thread=False)
+    many = evaluate_pairs(model, pairs, "MDIR", stride, keep=4, samples=s3, batch=3, prefetch=True,
+                          score_in_thread=True)
     assert [r["image"] for r in many] == [r["image"] for r in one] == [p.name for p in pairs]
     for a, b in zip(one, many):
         for k in ("psnr", "ssim", "psnr_y", "ssim_y"):
