@@ -21,7 +21,9 @@ import io
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +71,6 @@ def evaluate_pairs(
     while the model restores the next (at most one batch waits, so memory stays bounded).
     Rows come back in the order of ``pairs`` either way.
     """
-    from collections import deque
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     from tqdm.auto import tqdm
 
     scorer = scorer or Scorer()
@@ -97,13 +96,16 @@ def evaluate_pairs(
                 kept[f"{set_name}_{i:03d}.png"] = to_uint8(out[j].permute(1, 2, 0).numpy())
         return scored, kept
 
+    def take(result: tuple[list[dict[str, Any]], dict[str, np.ndarray]]) -> None:
+        scored, kept = result
+        rows.extend(scored)
+        if samples is not None:
+            samples.update(kept)
+
     def collect(until: int) -> None:
         """Take finished scores, oldest first, until at most ``until`` batches are still scoring."""
         while len(scoring) > until:
-            scored, kept = scoring.popleft().result()  # re-raises a scoring error here
-            rows.extend(scored)
-            if samples is not None:
-                samples.update(kept)
+            take(scoring.popleft().result())  # re-raises a scoring error here
 
     def flush(pool: ThreadPoolExecutor | None) -> None:
         if not pending:
@@ -117,12 +119,10 @@ def evaluate_pairs(
         items, out = list(pending), out.float().cpu()
         pending.clear()
         if pool is None:
-            done: Future = Future()
-            done.set_result(score(items, out, runtime))
-            scoring.append(done)
+            take(score(items, out, runtime))
         else:
             scoring.append(pool.submit(score, items, out, runtime))
-        collect(until=1 if pool is not None else 0)
+            collect(until=1)
 
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="eval-score")) if score_in_thread else None
@@ -166,9 +166,6 @@ def _read_pairs(pairs: list[Pair], prefetch: bool, ahead: int) -> Iterator[tuple
         for pair in pairs:
             yield (pair, *_load_pair(pair))
         return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eval-read") as pool:
         queue: deque = deque()
         it = iter(pairs)

@@ -110,6 +110,20 @@ def test_batched_prefetched_evaluation_equals_one_by_one(tmp_path: Path, model_n
         assert np.abs(s1[k].astype(int) - s3[k].astype(int)).max() <= 1
 
 
+def test_error_in_the_scoring_thread_reaches_the_caller(tmp_path: Path) -> None:
+    """A failure while scoring in the worker thread is raised by evaluate_pairs, not lost."""
+    from pipelines.evaluate import evaluate_pairs
+    from tests.conftest import make_tiny_mdir
+
+    class Broken:
+        def __call__(self, restored, target):
+            raise RuntimeError("scorer broke")
+
+    pairs = read_manifest(make_tiny_mdir(tmp_path / "a", n_train=1, n_test=5, size=32), "test")
+    with pytest.raises(RuntimeError, match="scorer broke"):
+        evaluate_pairs(torch.nn.Conv2d(3, 3, 1), pairs, "MDIR", 1, scorer=Broken(), batch=2, score_in_thread=True)
+
+
 def test_eval_batch_choice():
     """evaluate.batch > 0 wins; 0 takes the card's measured choice; batch-dependent models always get 1."""
     import dataclasses
