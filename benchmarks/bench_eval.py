@@ -3,25 +3,32 @@
 Whole evaluation = what ``interir-bench evaluate`` does per test pair: read both PNGs, pad to the
 model's stride, forward, crop, clamp, quantise, then PSNR/SSIM on RGB and Y
 (``pipelines.evaluate.evaluate_pairs``), for smoke-preset models: as the stage runs it (batches of
-the card's ``eval_batch`` same-size images, PNGs read ahead by a thread) and one image at a time.
+the card's ``eval_batch`` same-size images; one worker thread reads ahead and scores while the
+model restores the next batch) with each intra-op thread count of ``--threads``, and one image
+at a time without the worker. The stage's own thread count is ``pipelines.env.eval_threads()``
+(all cores but one); the variants alternate within every repeat so that the machine's drift
+hits them alike.
 Metrics alone: ``Scorer`` with the ``fast`` backend (default) and the ``pyiqa`` reference, one image per
 call as in the stage.
 Medians of ``--repeats`` passes; the machine is shared, so expect +-20 % or worse.
 
-    .venv/bin/python benchmarks/bench_eval.py [--n 24] [--threads 2] [--out benchmarks/results/eval.json]
+    .venv/bin/python benchmarks/bench_eval.py [--n 48] [--threads 1,2] [--out benchmarks/results/eval.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would be timed too
+
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -29,36 +36,46 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_train import machine  # noqa: E402
 
+from pipelines import env  # noqa: E402
 from pipelines.imageio import write_text  # noqa: E402
 
 SIZE = 256
 
 
+def _rate(fn, n: int) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - t0)
+
+
 def _median_rate(fn, n: int, repeats: int) -> tuple[float, list[float]]:
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        rates.append(n / (time.perf_counter() - t0))
+    rates = [_rate(fn, n) for _ in range(repeats)]
     return round(statistics.median(rates), 2), [round(r, 2) for r in rates]
+
+
+def _summary(rates: list[float], **extra) -> dict:
+    return {"images_per_s": round(statistics.median(rates), 2), "repeats": [round(r, 2) for r in rates], **extra}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=24, help="test pairs of 256x256")
-    ap.add_argument("--n-pyiqa", type=int, default=8, help="pairs for the (slow) pyiqa reference")
-    ap.add_argument("--models", default="nafnet,fdtanet,deepsn_dmum,interir")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n", type=int, default=48, help="test pairs of 256x256")
+    ap.add_argument("--n-pyiqa", type=int, default=4, help="pairs for the (slow) pyiqa reference")
+    ap.add_argument("--models", default="interir,deepsn_dmum,nafnet,fdtanet")
+    ap.add_argument("--threads", default="",
+                    help="intra-op thread counts to compare, e.g. 1,2 (default: the stage's and all cores)")
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=0,
                     help="evaluate.batch of the stage (params.yaml); 0 = each model card's eval_batch")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval.json"))
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    stage_threads = env.eval_threads()
+    threads = [int(t) for t in a.threads.split(",")] if a.threads else sorted({stage_threads, os.cpu_count() or 1})
+    torch.set_num_threads(stage_threads)
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import make_tiny_mdir
 
-    torch.set_num_threads(a.threads)  # importing the tests' conftest pins torch to 1 thread
+    torch.set_num_threads(stage_threads)  # importing the tests' conftest pins torch to 1 thread
 
     from interir.registry import create_model, get_card
     from pipelines.evaluate import _to_tensor, evaluate_pairs
@@ -66,8 +83,9 @@ def main() -> int:
     from pipelines.metrics import Scorer
     from pipelines.pairs import read_manifest
 
-    result = {"benchmark": f"evaluation images/s at {SIZE}x{SIZE} (CPU)", "machine": machine(a.threads),
+    result = {"benchmark": f"evaluation images/s at {SIZE}x{SIZE} (CPU)", "machine": machine(stage_threads),
               "setup": {"pairs": a.n, "pairs_pyiqa": a.n_pyiqa, "repeats": a.repeats, "statistic": "median",
+                        "stage_threads": stage_threads, "threads_compared": threads,
                         "whole_evaluation_includes": "PNG reads, pad/forward/crop/clamp, quantise, 4 metrics"},
               "metrics_only": {}, "whole_evaluation": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,53 +100,48 @@ def main() -> int:
                 for x, y in tensors[:k]:
                     sc(x, y)
 
-            rate, reps = _median_rate(run, k, a.repeats)
+            rate, reps = _median_rate(run, k, a.repeats if name == "fast" else 1)
             result["metrics_only"][name] = {"images_per_s": rate, "repeats": reps, "images": k}
             print(f"metrics {name:6s} {rate:8.2f} img/s {reps}", flush=True)
-        # Why the stage scores image by image: a batch of 8 in one call (compare with "fast").
-        bx, by = (torch.cat([t[i] for t in tensors[:8]]) for i in (0, 1))
-        rate, reps = _median_rate(lambda: [scorers["fast"](bx, by) for _ in range(a.n // 8)], a.n // 8 * 8,
-                                  a.repeats)
-        result["metrics_only"]["fast_batch8"] = {"images_per_s": rate, "repeats": reps, "batch": 8}
-        print(f"metrics fast, batch 8: {rate:8.2f} img/s {reps}", flush=True)
         for model_name in a.models.split(","):
             model = create_model(model_name, "smoke").eval()
-            stride = get_card(model_name).stride
-            mb = a.batch or get_card(model_name).eval_batch
+            card = get_card(model_name)
+            mb = a.batch or card.eval_batch
             entry = {}
             with torch.no_grad():
                 model(tensors[0][0])  # warm-up
-
-                def fwd(model=model) -> None:
-                    with torch.no_grad():
-                        for x, _ in tensors:
-                            model(x)
-
-                entry["forward_only"] = dict(zip(("images_per_s", "repeats"), _median_rate(fwd, a.n, a.repeats)))
-                bx = torch.cat([x for x, _ in tensors[:8]])
+                bx = torch.cat([x for x, _ in tensors[:mb]])
 
                 def fwd_batched(model=model, bx=bx) -> None:
                     with torch.no_grad():
-                        for _ in range(a.n // 8):
+                        for _ in range(a.n // mb):
                             model(bx)
 
-                entry["forward_only_batch8"] = dict(zip(("images_per_s", "repeats"),
-                                                        _median_rate(fwd_batched, a.n // 8 * 8, a.repeats)))
-            # (key, backend, batch, read-ahead thread): the stage's default is batch a.batch with read-ahead.
-            variants = (("whole_fast", "fast", mb, True), ("whole_fast_batch1", "fast", 1, False),
-                        ("whole_pyiqa", "pyiqa", mb, True))
-            for key, backend, batch, prefetch in variants:
-                k = a.n if backend == "fast" else min(a.n_pyiqa, a.n)
-                sel = pairs[:k]
-                sc = scorers[backend]
-                rate, reps = _median_rate(
-                    lambda sel=sel, sc=sc, m=model, s=stride, b=batch, pf=prefetch: evaluate_pairs(
-                        m, sel, "MDIR", s, scorer=sc, batch=b, prefetch=pf),
-                    k, a.repeats if backend == "fast" else 1)
-                entry[key] = {"images_per_s": rate, "repeats": reps, "images": k, "batch": batch,
-                              "read_ahead": prefetch}
+                entry["forward_only"] = dict(zip(("images_per_s", "repeats"),
+                                                 _median_rate(fwd_batched, a.n // mb * mb, a.repeats)))
+                entry["forward_only"].update(batch=mb, threads=stage_threads)
+            # The stage's way with each thread count, alternating within every repeat; then one by one.
+            whole: dict[int, list[float]] = {t: [] for t in threads}
+            for _ in range(a.repeats):
+                for t in threads:
+                    torch.set_num_threads(t)
+                    whole[t].append(_rate(lambda m=model: evaluate_pairs(
+                        m, pairs, "MDIR", card.stride, scorer=scorers["fast"], batch=mb), a.n))
+            for t, rates in whole.items():
+                entry[f"whole_fast_threads{t}"] = _summary(rates, images=a.n, batch=mb, threads=t, worker=True)
+            torch.set_num_threads(stage_threads)
+            entry["whole_fast"] = dict(entry[f"whole_fast_threads{stage_threads}"]) if stage_threads in whole else {}
+            rates = [_rate(lambda m=model: evaluate_pairs(m, pairs, "MDIR", card.stride, scorer=scorers["fast"],
+                                                          batch=1, prefetch=False, score_in_thread=False), a.n)
+                     for _ in range(max(1, a.repeats // 2))]
+            entry["whole_fast_batch1_no_worker"] = _summary(rates, images=a.n, batch=1, threads=stage_threads,
+                                                            worker=False)
+            k = min(a.n_pyiqa, a.n)
+            rate = _rate(lambda m=model: evaluate_pairs(m, pairs[:k], "MDIR", card.stride, scorer=scorers["pyiqa"],
+                                                        batch=mb), k)
+            entry["whole_pyiqa"] = {"images_per_s": round(rate, 2), "images": k, "batch": mb}
             result["whole_evaluation"][model_name] = entry
-            print(model_name, {k: v["images_per_s"] for k, v in entry.items()}, "img/s", flush=True)
+            print(model_name, {k: v.get("images_per_s") for k, v in entry.items()}, "img/s", flush=True)
     write_text(a.out, json.dumps(result, indent=2) + "\n")  # atomic: no half-written results file
     print(f"-> {a.out}")
     return 0

@@ -44,3 +44,13 @@ def torch_threads() -> int:
     """
     value = os.environ.get("OMP_NUM_THREADS", "")
     return int(value) if value.isdigit() and int(value) > 0 else max(1, os.cpu_count() or 1)
+
+
+def eval_threads() -> int:
+    """Intra-op threads for the evaluation's forward pass on the CPU: ``$OMP_NUM_THREADS`` when set,
+    else all cores but one, which is left to the worker thread that decodes and scores images
+    (pipelines/evaluate.py). On this 2-core machine one forward thread beside the worker ran
+    interir smoke at 256x256 at 41-51 images/s, two at 33-40 (docs/engine.md §7).
+    """
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else max(1, (os.cpu_count() or 1) - 1)

@@ -66,10 +66,12 @@ def evaluate_pairs(
     Consecutive pairs of the same size are restored ``batch`` at a time and scored one by one (every
     model here is batch-independent in eval mode, tested, so the numbers are those of batch 1
     to float rounding); ``runtime_s`` is then the batch's forward time divided by its size.
-    With ``prefetch`` a background thread decodes the next PNGs while the current batch runs
-    (PIL releases the GIL while decoding); with ``score_in_thread`` another one scores a batch
-    while the model restores the next (at most one batch waits, so memory stays bounded).
-    Rows come back in the order of ``pairs`` either way.
+    With ``prefetch`` a background worker decodes the next PNGs while the current batch runs
+    (PIL, OpenCV, NumPy and torch release the GIL in their loops); with ``score_in_thread`` the same
+    worker scores a batch while the model restores the next (at most one batch waits, so memory
+    stays bounded). One worker, not one per task: a third runnable thread on a 2-core machine took
+    a third of a core from the forward pass (interir smoke at 256x256: 40 vs 50+ images/s,
+    ``docs/engine.md`` §7). Rows come back in the order of ``pairs`` either way.
     """
     from tqdm.auto import tqdm
 
@@ -107,7 +109,9 @@ def evaluate_pairs(
         while len(scoring) > until:
             take(scoring.popleft().result())  # re-raises a scoring error here
 
-    def flush(pool: ThreadPoolExecutor | None) -> None:
+    def flush(pool: ThreadPoolExecutor | None, last: bool = False) -> None:
+        """Restore the pending batch and score it: on the worker, or here when there is no worker or
+        this is the last batch (the worker may still be scoring the one before: both cores work)."""
         if not pending:
             return
         x = torch.from_numpy(np.stack([x_np for _, _, x_np, _ in pending])).permute(0, 3, 1, 2).to(device)
@@ -120,20 +124,28 @@ def evaluate_pairs(
         pending.clear()
         if pool is None:
             take(score(items, out, runtime))
+        elif last:
+            result = score(items, out, runtime)
+            collect(until=0)  # rows stay in order: the worker's batch comes first
+            take(result)
         else:
             scoring.append(pool.submit(score, items, out, runtime))
             collect(until=1)
 
     with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="eval-score")) if score_in_thread else None
+        worker = None
+        if prefetch or score_in_thread:
+            worker = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="eval-worker"))
+        pool = worker if score_in_thread else None
         # The context manager clears the bar on an error too, so the error stays one clean line.
         bar = stack.enter_context(tqdm(total=len(pairs), desc=f"eval {set_name}", dynamic_ncols=True, leave=False))
-        for i, (pair, x_np, y_np) in enumerate(_read_pairs(pairs, prefetch=prefetch, ahead=max(2, 2 * batch))):
+        reader = _read_pairs(pairs, pool=worker if prefetch else None, ahead=max(2, 2 * batch))
+        for i, (pair, x_np, y_np) in enumerate(reader):
             if pending and (len(pending) >= max(1, batch) or pending[0][2].shape != x_np.shape):
                 flush(pool)
                 bar.update(len(rows) - bar.n)
             pending.append((i, pair, x_np, y_np))
-        flush(pool)
+        flush(pool, last=True)
         collect(until=0)
         bar.update(len(rows) - bar.n)
     return rows
@@ -157,32 +169,33 @@ def _load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     return x_np, y_np
 
 
-def _read_pairs(pairs: list[Pair], prefetch: bool, ahead: int) -> Iterator[tuple[Pair, np.ndarray, np.ndarray]]:
-    """Decoded pairs in order; with ``prefetch``, up to ``ahead`` of them read by one background thread.
+def _read_pairs(pairs: list[Pair], pool: ThreadPoolExecutor | None, ahead: int,
+                ) -> Iterator[tuple[Pair, np.ndarray, np.ndarray]]:
+    """Decoded pairs in order; with a ``pool``, up to ``ahead`` of them read by it in the background.
 
-    A bad image raises its one-line :class:`UserError` when its turn comes, as without prefetching.
+    A bad image raises its one-line
+    :class:`UserError` when its turn comes, as without prefetching.
     """
-    if not prefetch:
+    if pool is None:
         for pair in pairs:
             yield (pair, *_load_pair(pair))
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eval-read") as pool:
-        queue: deque = deque()
-        it = iter(pairs)
-        try:
-            for pair in it:
-                queue.append((pair, pool.submit(_load_pair, pair)))
-                if len(queue) >= ahead:
-                    break
-            while queue:
-                pair, fut = queue.popleft()
-                nxt = next(it, None)
-                if nxt is not None:
-                    queue.append((nxt, pool.submit(_load_pair, nxt)))
-                yield (pair, *fut.result())
-        finally:
-            for _, fut in queue:
-                fut.cancel()
+    queue: deque = deque()
+    it = iter(pairs)
+    try:
+        for pair in it:
+            queue.append((pair, pool.submit(_load_pair, pair)))
+            if len(queue) >= ahead:
+                break
+        while queue:
+            pair, fut = queue.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                queue.append((nxt, pool.submit(_load_pair, nxt)))
+            yield (pair, *fut.result())
+    finally:
+        for _, fut in queue:
+            fut.cancel()
 
 
 def sample_indices(pairs: list[Pair], keep: int) -> set[int]:
@@ -254,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="metrics backend: fast (default, validated against pyiqa to 1e-4) or pyiqa (reference)")
     a = p.parse_args(argv)
     params = load_params(a.params, a.profile)
-    torch.set_num_threads(env.torch_threads())
+    torch.set_num_threads(env.eval_threads())
     name = run_name(a.model, a.seed)
     ckpt_path = Path(a.checkpoint) if a.checkpoint else Path(a.train_dir) / name / "model.pt"
     state = ckpt_io.load(ckpt_path, expect_model=a.model)

@@ -49,10 +49,10 @@ def _to_rgb_array(img: Image.Image, path: Path) -> np.ndarray:
         img, mode = img.getchannel("L"), "L"
     if mode == "1":
         img, mode = img.convert("L"), "L"
-    if mode == "RGB":
-        arr = np.asarray(img, dtype=np.float32) / 255.0
-    elif mode == "L":
-        arr = np.asarray(img, dtype=np.float32) / 255.0
+    if mode in ("RGB", "L"):
+        # uint8 view first, then one cast: np.asarray(img, dtype=float32) converts through PIL's
+        # array interface element by element, 8x slower at 256x256 (same values, bit for bit).
+        arr = np.asarray(img).astype(np.float32) / np.float32(255.0)
     elif mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(img).astype(np.float32) / 65535.0
     elif mode == "I":

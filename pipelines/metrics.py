@@ -13,9 +13,11 @@ Convention (what every reported number means):
   eps at 80 dB (RGB, range 1) or 128 dB (Y, range 255).
 
 Two backends behind one :class:`Scorer` interface:
-- ``"fast"`` (the default): PSNR and the RGB -> Y conversion (with its rounding) are
-  pyiqa's own functions; SSIM is a float32 separable Gaussian filter in torch (shifted
-  multiply-adds, :func:`gaussian_filter_valid`), on inputs
+- ``"fast"`` (the default): PSNR is pyiqa's own function; the RGB -> Y conversion is pyiqa's
+  formula written per channel (:func:`rgb_to_y`, equal to pyiqa's on all 2^24 uint8 colours,
+  tested; pyiqa's matmul on a permuted tensor took 2.5 ms per 256x256 image); SSIM is a float32
+  separable Gaussian filter (on the CPU OpenCV's ``sepFilter2D``, one channel at a time; on a GPU
+  shifted multiply-adds in torch, :func:`gaussian_filter_valid`), on inputs
   centred by their per-image mean (variances are shift-invariant, and centring removes
   the float32 cancellation in E[x^2] - mu^2). pyiqa's SSIM casts to float64 and runs a
   dense 11x11 conv: about 8 images/s at 256x256 on this machine's CPU;
@@ -28,7 +30,9 @@ closed forms and scikit-image (MATLAB convention) -- see ``docs/engine.md`` for 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
+import numpy as np
 import torch
 
 from pipelines import env
@@ -55,13 +59,88 @@ def ssim_fast(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0) -> to
     return ssim_per_channel(x, y, data_range).mean(dim=1)
 
 
-def ssim_per_channel(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
-    """Mean SSIM of each channel, shape (B, C): one grouped separable filtering pass for all maps."""
+def ssim_per_channel(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0,
+                     impl: str = "auto") -> torch.Tensor:
+    """Mean SSIM of each channel, shape (B, C).
+
+    ``impl``: ``"cv2"`` filters one channel at a time with OpenCV and NumPy (CPU, float32; the
+    default there), ``"torch"`` filters all maps of the batch in one pass of torch ops (any device;
+    the default on GPUs). The two agree to float32 rounding (tested). On this machine's CPU the
+    per-channel path was the faster and, above all, the steadier one: its five 256x256 maps stay in
+    the L2 cache, while the batched torch buffers (5 MB for RGB+Y) measured anywhere from 4.5 to
+    11 ms per image from run to run (``docs/engine.md`` §7).
+    """
     if x.shape != y.shape:
         raise ValueError(f"shape mismatch {tuple(x.shape)} vs {tuple(y.shape)}")
     b, c, h, w = x.shape
     if min(h, w) < SSIM_WIN:
         raise ValueError(f"SSIM needs images of at least {SSIM_WIN}x{SSIM_WIN} pixels, got {h}x{w}")
+    if impl not in ("auto", "cv2", "torch"):
+        raise ValueError(f"unknown SSIM implementation {impl!r} (auto, cv2, torch)")
+    if impl == "cv2" or (impl == "auto" and x.device.type == "cpu"):
+        xs = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        ys = y.detach().to("cpu", torch.float32).contiguous().numpy()
+        vals = [[_ssim_plane_cv2(xs[i, j], ys[i, j], data_range) for j in range(c)] for i in range(b)]
+        return torch.tensor(vals, dtype=torch.float64)
+    return _ssim_torch(x, y, data_range)
+
+
+def _ssim_constants(data_range: float) -> tuple[float, float]:
+    return (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+
+
+@lru_cache(maxsize=4)
+def _taps(size: int, sigma: float) -> np.ndarray:
+    return gaussian_1d(size, sigma).to(torch.float32).numpy()
+
+
+def _ssim_plane_cv2(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
+    """Mean SSIM of one (H, W) float32 channel: OpenCV's ``sepFilter2D`` for the window, NumPy in place."""
+    import cv2  # opencv-python-headless: a dependency of pyiqa, declared by this project too
+
+    h, w = x.shape
+    r = SSIM_WIN // 2
+    g = _taps(SSIM_WIN, SSIM_SIGMA)
+    c1, c2 = _ssim_constants(data_range)
+    centre = np.float32(0.5 * (x.mean(dtype=np.float64) + y.mean(dtype=np.float64)))
+    xc, yc = x - centre, y - centre
+
+    def window(m: np.ndarray) -> np.ndarray:
+        # Borders are filtered too and cropped: the 'valid' interior never reads them.
+        return cv2.sepFilter2D(m, cv2.CV_32F, g, g, borderType=cv2.BORDER_REFLECT_101)[r : h - r, r : w - r]
+
+    mu1, mu2 = window(xc), window(yc)
+    exx, eyy, exy = window(xc * xc), window(yc * yc), window(xc * yc)
+    # contrast-structure: (2 s12 + C2) / (s11 + s22 + C2), clipped at 0 as pyiqa
+    num = exy
+    num -= mu1 * mu2
+    num *= 2
+    num += c2
+    den = exx
+    den += eyy
+    den -= mu1 * mu1
+    den -= mu2 * mu2
+    den += c2
+    num /= den
+    cs = np.maximum(num, 0, out=num)
+    # luminance on the un-centred means mu = mu_c + centre
+    mu1 += centre
+    mu2 += centre
+    lum = mu1 * mu2
+    lum *= 2
+    lum += c1
+    np.square(mu1, out=mu1)
+    np.square(mu2, out=mu2)
+    mu1 += mu2
+    mu1 += c1
+    lum /= mu1
+    lum *= cs
+    return float(lum.mean(dtype=np.float64))
+
+
+def _ssim_torch(x: torch.Tensor, y: torch.Tensor, data_range: float) -> torch.Tensor:
+    """All channels of the batch in one grouped separable filtering pass (torch ops, any device)."""
+    b, c, h, w = x.shape
     centre = 0.5 * (x.float().mean(dim=(-2, -1), keepdim=True) + y.float().mean(dim=(-2, -1), keepdim=True))
     # The five maps to filter, written in place into one buffer (no stack copy).
     buf = torch.empty((b, c, 5, h, w), dtype=torch.float32, device=x.device)
@@ -73,7 +152,7 @@ def ssim_per_channel(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0
     torch.mul(xc, yc, out=buf[:, :, 4])
     f = gaussian_filter_valid(buf)
     mu1c, mu2c, exx, eyy, exy = f.unbind(dim=2)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    c1, c2 = _ssim_constants(data_range)
     mu12c = mu1c * mu2c
     # contrast-structure: (2 s12 + C2) / (s11 + s22 + C2), clipped at 0 as pyiqa
     num = exy.sub_(mu12c).mul_(2).add_(c2)
@@ -102,6 +181,16 @@ def gaussian_filter_valid(maps: torch.Tensor, size: int = SSIM_WIN, sigma: float
     return out
 
 
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma of (B,3,H,W) RGB in [0,1] on the [16, 235] scale, rounded: (B,1,H,W).
+
+    pyiqa's ``to_y_channel(x, 255, 'ycbcr')`` per channel instead of a matmul on a permuted copy;
+    bit-equal to it on every uint8 colour (tests/test_metrics.py).
+    """
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return (r * 65.481).add_(g * 128.553).add_(b * 24.966).add_(16.0).round_()
+
+
 def psnr_closed_form(mse: float, data_range: float = 1.0, eps: float = 1e-8) -> float:
     """``10 log10(range^2 / (mse + eps))``: what pyiqa computes (eps caps identical images)."""
     return 10.0 * math.log10(data_range**2 / (mse + eps))
@@ -120,12 +209,10 @@ class Scorer:
         env.apply_defaults()
         import pyiqa  # heavy import (torchvision, cv2): only when scoring
         from pyiqa.archs.psnr_arch import psnr
-        from pyiqa.utils.color_util import to_y_channel
 
         self.device = torch.device(device)
         self.backend = backend
         self._psnr_fn = psnr
-        self._to_y = to_y_channel
         if backend == "pyiqa":
             mk = lambda *a, **k: pyiqa.create_metric(*a, device=self.device, as_loss=False, **k)  # noqa: E731
             self._psnr = mk("psnr", test_y_channel=False)
@@ -134,24 +221,31 @@ class Scorer:
             self._ssim_y = mk("ssim", color_space="ycbcr")
 
     @staticmethod
-    def quantize(x: torch.Tensor) -> torch.Tensor:
-        return torch.round(x.clamp(0, 1) * 255.0) / 255.0
+    def levels(x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] -> the uint8 levels 0..255 (float), clamped and rounded as a saved PNG."""
+        return x.clamp(0, 1).mul_(255.0).round_()
+
+    @classmethod
+    def quantize(cls, x: torch.Tensor) -> torch.Tensor:
+        return cls.levels(x).div_(255.0)
 
     @torch.no_grad()
     def __call__(self, restored: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-image metrics (tensors of shape (B,)) on uint8-quantised inputs."""
         if restored.shape != target.shape:
             raise ValueError(f"shape mismatch {tuple(restored.shape)} vs {tuple(target.shape)}")
-        x = self.quantize(restored.to(self.device, torch.float32))
-        y = self.quantize(target.to(self.device, torch.float32))
         if self.backend == "pyiqa":
+            x = self.quantize(restored.to(self.device, torch.float32))
+            y = self.quantize(target.to(self.device, torch.float32))
             out = {"psnr": self._psnr(x, y), "ssim": self._ssim(x, y),
                    "psnr_y": self._psnr_y(x, y), "ssim_y": self._ssim_y(x, y)}
         else:
-            xy, yy = self._to_y(x, 255.0, "ycbcr"), self._to_y(y, 255.0, "ycbcr")  # rounded, as pyiqa
-            # R, G, B and Y in one filtering pass.
-            x4, y4 = torch.cat((torch.round(x * 255.0), xy), 1), torch.cat((torch.round(y * 255.0), yy), 1)
-            per = ssim_per_channel(x4, y4)
+            # uint8 levels 0..255 (as floats) for SSIM, and the same values on [0, 1] for PSNR and Y,
+            # as pyiqa sees them after quantize().
+            qx, qy = (self.levels(t.to(self.device, torch.float32)) for t in (restored, target))
+            x, y = qx / 255.0, qy / 255.0
+            xy, yy = rgb_to_y(x), rgb_to_y(y)  # rounded, as pyiqa's to_y_channel
+            per = ssim_per_channel(torch.cat((qx, xy), 1), torch.cat((qy, yy), 1))  # R, G, B, Y
             out = {
                 "psnr": self._psnr_fn(x, y, test_y_channel=False, data_range=1.0),
                 "ssim": per[:, :3].mean(dim=1),

@@ -10,7 +10,7 @@ import torch
 from skimage import color, data, filters
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from pipelines.metrics import Scorer, gaussian_1d, psnr_closed_form, ssim_fast
+from pipelines.metrics import Scorer, gaussian_1d, psnr_closed_form, rgb_to_y, ssim_fast, ssim_per_channel
 
 pytestmark = pytest.mark.calibration
 
@@ -122,3 +122,39 @@ def test_ssim_fast_rejects_too_small_images_and_mismatched_shapes() -> None:
         ssim_fast(torch.zeros(1, 1, 10, 20), torch.zeros(1, 1, 10, 20))
     with pytest.raises(ValueError, match="shape mismatch"):
         Scorer()(torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 16, 17))
+
+
+def test_rgb_to_y_equals_pyiqa_on_every_uint8_colour() -> None:
+    """The per-channel luma is bit-equal to pyiqa's matmul-based ``to_y_channel`` on all 2^24 colours."""
+    from pyiqa.utils.color_util import to_y_channel
+
+    levels = torch.arange(256, dtype=torch.float32) / 255.0
+    for r in range(0, 256, 32):  # 8 slabs of 32 x 256 x 256 colours (bounded memory)
+        rr, gg, bb = torch.meshgrid(levels[r : r + 32], levels, levels, indexing="ij")
+        img = torch.stack((rr, gg, bb)).reshape(1, 3, 32 * 256, 256)
+        ours, ref = rgb_to_y(img), to_y_channel(img, 255.0, "ycbcr")
+        assert torch.equal(ours, ref), int((ours != ref).sum())
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 64, 48), (1, 1, 11, 11), (1, 3, 37, 53)])
+def test_ssim_cpu_and_torch_paths_agree(shape: tuple[int, ...]) -> None:
+    """The OpenCV per-channel SSIM (CPU default) and the batched torch one (GPU default) agree."""
+    g = torch.Generator().manual_seed(sum(shape))
+    y = torch.round(torch.rand(shape, generator=g) * 255)
+    x = torch.clamp(torch.round(y + 25 * torch.randn(shape, generator=g)), 0, 255)
+    x[..., :5, :] = 255.0  # a saturated band: the clip of the contrast-structure term is exercised
+    a, b = ssim_per_channel(x, y, impl="cv2"), ssim_per_channel(x, y, impl="torch")
+    assert a.shape == b.shape == shape[:2]
+    assert torch.allclose(a, b.double(), atol=2e-6), (a - b.double()).abs().max()
+    assert torch.allclose(ssim_per_channel(y, y, impl="cv2"), torch.ones(shape[:2], dtype=torch.float64), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown SSIM implementation"):
+        ssim_per_channel(x, y, impl="fft")
+
+
+def test_quantize_is_the_saved_png() -> None:
+    """levels() and quantize(): clamp, then round to the 256 uint8 levels, exactly as a saved PNG reads back."""
+    x = torch.tensor([[-0.2, 0.0, 0.4999 / 255, 0.5001 / 255, 0.3, 1.0, 1.7]])
+    png = torch.from_numpy(np.clip(np.rint(np.clip(x.numpy(), 0, 1) * 255), 0, 255).astype(np.uint8))
+    assert torch.equal(Scorer.levels(x), png.float())
+    assert torch.equal(Scorer.quantize(x), png.float() / 255.0)
+    assert x[0, 0] == -0.2  # the input is not modified in place

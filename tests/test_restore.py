@@ -136,3 +136,19 @@ def test_tiled_cli_keeps_size(ckpt: Path, tmp_path: Path) -> None:
     Image.fromarray(_photo(45, 71)).save(src)
     assert _restore(ckpt, tmp_path / "out", src, extra=("--tile", "32", "--overlap", "8")) == 0
     assert _read(tmp_path / "out" / "big.png").shape == (45, 71, 3)
+
+
+def test_read_image_values_are_exact_levels(tmp_path: Path) -> None:
+    """8-bit RGB and grayscale read as v / 255 and 16-bit as v / 65535, in float32, bit for bit."""
+    from pipelines.imageio import read_image
+
+    rgb = _photo(21, 34)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "gray.png")
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(tmp_path / "gray16.png")
+    got = read_image(tmp_path / "rgb.png")
+    assert got.dtype == np.float32 and got.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(got, rgb.astype(np.float32) / np.float32(255))
+    gray = np.repeat(rgb[..., :1].astype(np.float32) / np.float32(255), 3, axis=2)
+    np.testing.assert_array_equal(read_image(tmp_path / "gray.png"), gray)
+    np.testing.assert_allclose(read_image(tmp_path / "gray16.png"), gray, atol=1e-7)
