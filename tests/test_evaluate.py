@@ -252,3 +252,18 @@ def test_image_smaller_than_the_ssim_window(setup: dict[str, Path], capsys: pyte
     write_image(pair.target, np.zeros((8, 30, 3), np.uint8))
     assert _run(setup) == 2
     _one_error_line(capsys, str(pair.input), "SSIM window")
+
+
+def test_thread_counts_respect_omp_num_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training takes every core, evaluation leaves one to its reading/scoring worker; OMP_NUM_THREADS wins."""
+    from pipelines import env
+
+    monkeypatch.setattr(env.os, "cpu_count", lambda: 16)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert (env.torch_threads(), env.eval_threads()) == (16, 15)
+    monkeypatch.setattr(env.os, "cpu_count", lambda: 1)
+    assert (env.torch_threads(), env.eval_threads()) == (1, 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert (env.torch_threads(), env.eval_threads()) == (3, 3)
+    monkeypatch.setenv("OMP_NUM_THREADS", "zero")  # not a count: ignored
+    assert env.eval_threads() == 1
