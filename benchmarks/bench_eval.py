@@ -18,6 +18,7 @@ Medians of ``--repeats`` passes; the machine is shared, so expect +-20 % or wors
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -51,6 +52,12 @@ def _rate(fn, n: int) -> float:
 def _median_rate(fn, n: int, repeats: int) -> tuple[float, list[float]]:
     rates = [_rate(fn, n) for _ in range(repeats)]
     return round(statistics.median(rates), 2), [round(r, 2) for r in rates]
+
+
+@torch.no_grad()
+def _forward(model: torch.nn.Module, batch: torch.Tensor, times: int) -> None:
+    for _ in range(times):
+        model(batch)
 
 
 def _summary(rates: list[float], **extra) -> dict:
@@ -110,35 +117,28 @@ def main() -> int:
             entry = {}
             with torch.no_grad():
                 model(tensors[0][0])  # warm-up
-                bx = torch.cat([x for x, _ in tensors[:mb]])
-
-                def fwd_batched(model=model, bx=bx) -> None:
-                    with torch.no_grad():
-                        for _ in range(a.n // mb):
-                            model(bx)
-
-                entry["forward_only"] = dict(zip(("images_per_s", "repeats"),
-                                                 _median_rate(fwd_batched, a.n // mb * mb, a.repeats)))
-                entry["forward_only"].update(batch=mb, threads=stage_threads)
+            bx = torch.cat([x for x, _ in tensors[:mb]])
+            entry["forward_only"] = dict(zip(("images_per_s", "repeats"), _median_rate(
+                functools.partial(_forward, model, bx, a.n // mb), a.n // mb * mb, a.repeats)))
+            entry["forward_only"].update(batch=mb, threads=stage_threads)
+            stage = functools.partial(evaluate_pairs, model, pairs, "MDIR", card.stride, scorer=scorers["fast"])
             # The stage's way with each thread count, alternating within every repeat; then one by one.
             whole: dict[int, list[float]] = {t: [] for t in threads}
             for _ in range(a.repeats):
                 for t in threads:
                     torch.set_num_threads(t)
-                    whole[t].append(_rate(lambda m=model: evaluate_pairs(
-                        m, pairs, "MDIR", card.stride, scorer=scorers["fast"], batch=mb), a.n))
+                    whole[t].append(_rate(functools.partial(stage, batch=mb), a.n))
             for t, rates in whole.items():
                 entry[f"whole_fast_threads{t}"] = _summary(rates, images=a.n, batch=mb, threads=t, worker=True)
             torch.set_num_threads(stage_threads)
             entry["whole_fast"] = dict(entry[f"whole_fast_threads{stage_threads}"]) if stage_threads in whole else {}
-            rates = [_rate(lambda m=model: evaluate_pairs(m, pairs, "MDIR", card.stride, scorer=scorers["fast"],
-                                                          batch=1, prefetch=False, score_in_thread=False), a.n)
-                     for _ in range(max(1, a.repeats // 2))]
+            one_by_one = functools.partial(stage, batch=1, prefetch=False, score_in_thread=False)
+            rates = [_rate(one_by_one, a.n) for _ in range(max(1, a.repeats // 2))]
             entry["whole_fast_batch1_no_worker"] = _summary(rates, images=a.n, batch=1, threads=stage_threads,
                                                             worker=False)
             k = min(a.n_pyiqa, a.n)
-            rate = _rate(lambda m=model: evaluate_pairs(m, pairs[:k], "MDIR", card.stride, scorer=scorers["pyiqa"],
-                                                        batch=mb), k)
+            rate = _rate(functools.partial(evaluate_pairs, model, pairs[:k], "MDIR", card.stride,
+                                           scorer=scorers["pyiqa"], batch=mb), k)
             entry["whole_pyiqa"] = {"images_per_s": round(rate, 2), "images": k, "batch": mb}
             result["whole_evaluation"][model_name] = entry
             print(model_name, {k: v.get("images_per_s") for k, v in entry.items()}, "img/s", flush=True)
