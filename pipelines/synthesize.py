@@ -381,11 +381,14 @@ def synthesize(cfg: SynthesizeConfig, out: Path, data_root: Path | None, patch: 
     n_test = sum(r["split"] == "test" for r in rows)
     import cv2
     import PIL
+    import skimage
 
     meta = {
         "data_root": str(data_root) if data_root is not None else None,
         "source_kind": "data_root" if data_root is not None else "skimage",
-        "source_base": str(base),
+        # The embedded photos' folder lies inside the virtual environment: record what it is, not where,
+        # so that meta.json (and DVC's hash of the dataset) is the same in every checkout.
+        "source_base": str(base) if data_root is not None else f"skimage.data (scikit-image {skimage.__version__})",
         "profile": profile,
         "params": {**asdict(cfg), "patch": patch},
         "combinations": list(COMBINATIONS),

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,9 @@ def test_manifest_columns_counts_and_files(smoke_out):
     meta = json.loads((smoke_out / "meta.json").read_text())
     assert meta["counts"]["test_images"] == 14 and meta["counts"]["train_pairs"] == 9
     assert meta["source_kind"] == "skimage" and {s["split"] for s in meta["sources"]} >= {"train", "test", "unused"}
+    # No path of this checkout or its .venv: the dataset's DVC hash must not depend on where the clone lives.
+    text = (smoke_out / "meta.json").read_text()
+    assert str(REPO) not in text and sys.prefix not in text and meta["source_base"].startswith("skimage.data")
     cfg = _cfg()
     for r in rows:
         assert r["target"] == f"clean/{r['source']}.png"
