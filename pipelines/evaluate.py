@@ -70,8 +70,8 @@ def evaluate_pairs(
     (PIL, OpenCV, NumPy and torch release the GIL in their loops); with ``score_in_thread`` the same
     worker scores a batch while the model restores the next (at most one batch waits, so memory
     stays bounded). One worker, not one per task: a third runnable thread on a 2-core machine took
-    a third of a core from the forward pass (interir smoke at 256x256: 40 vs 50+ images/s,
-    ``docs/engine.md`` §7). Rows come back in the order of ``pairs`` either way.
+    a third of a core from the forward pass (interir smoke at 256x256: about 40 vs 45-54 images/s,
+    ``docs/engine.md`` §4). Rows come back in the order of ``pairs`` either way.
     """
     from tqdm.auto import tqdm
 
@@ -139,7 +139,9 @@ def evaluate_pairs(
         pool = worker if score_in_thread else None
         # The context manager clears the bar on an error too, so the error stays one clean line.
         bar = stack.enter_context(tqdm(total=len(pairs), desc=f"eval {set_name}", dynamic_ncols=True, leave=False))
-        reader = _read_pairs(pairs, pool=worker if prefetch else None, ahead=max(2, 2 * batch))
+        # Closed before the worker shuts down (exit order): an error cancels the reads still queued.
+        reader = stack.enter_context(contextlib.closing(
+            _read_pairs(pairs, pool=worker if prefetch else None, ahead=max(2, 2 * batch))))
         for i, (pair, x_np, y_np) in enumerate(reader):
             if pending and (len(pending) >= max(1, batch) or pending[0][2].shape != x_np.shape):
                 flush(pool)
@@ -173,8 +175,7 @@ def _read_pairs(pairs: list[Pair], pool: ThreadPoolExecutor | None, ahead: int,
                 ) -> Iterator[tuple[Pair, np.ndarray, np.ndarray]]:
     """Decoded pairs in order; with a ``pool``, up to ``ahead`` of them read by it in the background.
 
-    A bad image raises its one-line
-    :class:`UserError` when its turn comes, as without prefetching.
+    A bad image raises its one-line :class:`UserError` when its turn comes, as without prefetching.
     """
     if pool is None:
         for pair in pairs:
