@@ -34,13 +34,14 @@ from interir.xconv import ExplainableConv2d  # noqa: E402
 from pipelines.imageio import write_text  # noqa: E402
 
 
-def load_revision(rev: str, folder: Path):
-    """``interir/xconv.py`` at ``rev`` as a stand-alone module."""
-    src = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:interir/xconv.py"], check=True,
+def load_revision(rev: str, folder: Path, source: str = "interir/xconv.py"):
+    """The repository file ``source`` at ``rev`` as a stand-alone module (its imports resolve to the working copy)."""
+    src = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{source}"], check=True,
                          capture_output=True, text=True).stdout
-    path = folder / "xconv_ref.py"
+    name = Path(source).stem + "_ref"
+    path = folder / f"{name}.py"
     path.write_text(src)
-    spec = importlib.util.spec_from_file_location("xconv_ref", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -70,8 +70,8 @@ def evaluate_pairs(
     (PIL, OpenCV, NumPy and torch release the GIL in their loops); with ``score_in_thread`` the same
     worker scores a batch while the model restores the next (at most one batch waits, so memory
     stays bounded). One worker, not one per task: a third runnable thread on a 2-core machine took
-    a third of a core from the forward pass (interir smoke at 256x256: about 40 vs 45-54 images/s,
-    ``docs/engine.md`` §4). Rows come back in the order of ``pairs`` either way.
+    CPU from the forward pass (interir smoke at 256x256: 40.1 vs 45.1 images/s in an interleaved A/B,
+    ``benchmarks/bench_eval_ab.py``). Rows come back in the order of ``pairs`` either way.
     """
     from tqdm.auto import tqdm
 

@@ -1,0 +1,92 @@
+"""A/B of the evaluation loop against an earlier revision of ``pipelines/evaluate.py`` (whole evaluation, 256x256).
+
+Loads ``pipelines/evaluate.py`` as of ``--rev`` (``git show``) beside the working copy; both score with the
+working copy's metrics, so the comparison isolates the loop: how PNG reads, forward passes and scoring
+share the cores. Rounds alternate the two so that load from other jobs hits them alike; each round
+evaluates ``--n`` pairs of 256x256 with a smoke-preset model at the stage's batch and thread count.
+Writes ``benchmarks/results/eval_ab.json`` (machine and load noted).
+
+    .venv/bin/python benchmarks/bench_eval_ab.py [--rev f6c414d] [--model interir] [--rounds 6] [--n 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would be timed too
+
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_train import machine  # noqa: E402
+from bench_xconv_ab import load_revision  # noqa: E402
+
+from pipelines import env  # noqa: E402
+from pipelines.imageio import write_text  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rev", default="f6c414d", help="git revision of the reference evaluate.py")
+    ap.add_argument("--model", default="interir")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--n", type=int, default=48, help="test pairs of 256x256 per round")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval_ab.json"))
+    a = ap.parse_args()
+    threads = env.eval_threads()
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import make_tiny_mdir
+
+    torch.set_num_threads(threads)  # importing the tests' conftest pins torch to 1 thread
+
+    import pipelines.evaluate as current
+    from interir.registry import create_model, get_card
+    from pipelines.metrics import Scorer
+    from pipelines.pairs import read_manifest
+
+    card = get_card(a.model)
+    batch = current.eval_batch(card, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = load_revision(a.rev, Path(tmp), "pipelines/evaluate.py")
+        pairs = read_manifest(make_tiny_mdir(Path(tmp) / "mdir", n_train=1, n_test=a.n, size=256), "test")
+        model = create_model(a.model, "smoke").eval()
+        scorer = Scorer()
+        variants = {a.rev: ref, "working copy": current}
+        runs = {k: functools.partial(m.evaluate_pairs, model, pairs, "MDIR", card.stride, scorer=scorer, batch=batch)
+                for k, m in variants.items()}
+        current.evaluate_pairs(model, pairs[:batch], "MDIR", card.stride, scorer=scorer, batch=batch)  # warm-up
+        rates: dict[str, list[float]] = {k: [] for k in runs}
+        for _ in range(a.rounds):
+            for k, run in runs.items():
+                t0 = time.perf_counter()
+                run()
+                rates[k].append(round(a.n / (time.perf_counter() - t0), 2))
+    summary = {k: {"median_images_per_s": round(statistics.median(v), 2), "rounds": v} for k, v in rates.items()}
+    result = {"benchmark": f"whole evaluation images/s, {a.model} smoke, 256x256: evaluate.py at {a.rev} vs now",
+              "machine": machine(threads),
+              "setup": {"pairs": a.n, "rounds": a.rounds, "batch": batch, "threads": threads,
+                        "metrics": "working copy's fast backend for both"},
+              "results": summary,
+              "ratio_median": round(summary["working copy"]["median_images_per_s"]
+                                    / summary[a.rev]["median_images_per_s"], 3)}
+    for k, v in summary.items():
+        print(f"{k:14s} median {v['median_images_per_s']:6.2f} images/s  {v['rounds']}")
+    print(f"ratio {result['ratio_median']}")
+    write_text(a.out, json.dumps(result, indent=2) + "\n")
+    print(f"-> {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
