@@ -42,6 +42,12 @@ test-all: install
 lint: install
 	$(BIN)/ruff check interir baselines pipelines tests benchmarks
 
+# CPU speed benchmarks; each writes benchmarks/results/<name>.json naming the machine (bench_eval alone: ~6 min on 2 cores).
+bench: install
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_eval.py
+	$(PY) benchmarks/bench_xconv.py
+
 ui: install
 	$(BIN)/interir-bench ui
 
