@@ -66,9 +66,9 @@ def ssim_per_channel(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0
     ``impl``: ``"cv2"`` filters one channel at a time with OpenCV and NumPy (CPU, float32; the
     default there), ``"torch"`` filters all maps of the batch in one pass of torch ops (any device;
     the default on GPUs). The two agree to float32 rounding (tested). On this machine's CPU the
-    per-channel path was the faster and, above all, the steadier one: its five 256x256 maps stay in
-    the L2 cache, while the batched torch buffers (5 MB for RGB+Y) measured anywhere from 4.5 to
-    11 ms per image from run to run (``docs/engine.md`` §7).
+    per-channel path was the steadier one: 5.5-8 ms per 256x256 RGB+Y image over repeated runs (the
+    five maps of a channel stay in the L2 cache), against 4.5-13 ms for the batched torch path and
+    its 5 MB buffers (``docs/engine.md`` §7).
     """
     if x.shape != y.shape:
         raise ValueError(f"shape mismatch {tuple(x.shape)} vs {tuple(y.shape)}")
