@@ -50,7 +50,8 @@ def eval_threads() -> int:
     """Intra-op threads for the evaluation's forward pass on the CPU: ``$OMP_NUM_THREADS`` when set,
     else all cores but one, which is left to the worker thread that decodes and scores images
     (pipelines/evaluate.py). On this 2-core machine one forward thread beside the worker ran
-    interir smoke at 256x256 at 41-51 images/s, two at 33-40 (docs/engine.md §7).
+    interir smoke at 256x256 at 54.4 and 44.2 images/s in two benchmark runs, two threads at 43.1
+    and 36.4 (benchmarks/bench_eval.py, docs/engine.md §7).
     """
     value = os.environ.get("OMP_NUM_THREADS", "")
     return int(value) if value.isdigit() and int(value) > 0 else max(1, (os.cpu_count() or 1) - 1)
