@@ -2,17 +2,17 @@
 
 Whole evaluation = what ``interir-bench evaluate`` does per test pair: read both PNGs, pad to the
 model's stride, forward, crop, clamp, quantise, then PSNR/SSIM on RGB and Y
-(``pipelines.evaluate.evaluate_pairs``), for smoke-preset models: as the stage runs it (batches of
-the card's ``eval_batch`` same-size images; one worker thread reads ahead and scores while the
-model restores the next batch) with each intra-op thread count of ``--threads``, and one image
-at a time without the worker. The stage's own thread count is ``pipelines.env.eval_threads()``
-(all cores but one); the variants alternate within every repeat so that the machine's drift
-hits them alike.
+(``pipelines.evaluate.evaluate_pairs``), for smoke-preset models: in chunks of the card's
+``eval_batch`` pairs with each worker count of ``--workers`` (each worker reads, restores and scores
+whole chunks; intra-op threads ``pipelines.env.eval_threads(workers)``: the cores shared out), and
+one image at a time on the calling thread. The stage's own choice is ``pipelines.env.eval_workers()``
+(2 on 2+ cores); the variants alternate within every repeat so that the machine's drift hits
+them alike. "forward_only": the stage's intra-op threads restoring ready batches on one thread, for scale.
 Metrics alone: ``Scorer`` with the ``fast`` backend (default) and the ``pyiqa`` reference, one image per
 call as in the stage.
 Medians of ``--repeats`` passes; the machine is shared, so expect +-20 % or worse.
 
-    .venv/bin/python benchmarks/bench_eval.py [--n 48] [--threads 1,2] [--out benchmarks/results/eval.json]
+    .venv/bin/python benchmarks/bench_eval.py [--n 48] [--workers 2,1] [--out benchmarks/results/eval.json]
 """
 
 from __future__ import annotations
@@ -69,15 +69,16 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=48, help="test pairs of 256x256")
     ap.add_argument("--n-pyiqa", type=int, default=4, help="pairs for the (slow) pyiqa reference")
     ap.add_argument("--models", default="interir,deepsn_dmum,nafnet,fdtanet")
-    ap.add_argument("--threads", default="",
-                    help="intra-op thread counts to compare, e.g. 1,2 (default: the stage's and all cores)")
+    ap.add_argument("--workers", default="",
+                    help="evaluation worker counts to compare, e.g. 2,1 (default: the stage's and 1)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=0,
                     help="evaluate.batch of the stage (params.yaml); 0 = each model card's eval_batch")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval.json"))
     a = ap.parse_args()
-    stage_threads = env.eval_threads()
-    threads = [int(t) for t in a.threads.split(",")] if a.threads else sorted({stage_threads, os.cpu_count() or 1})
+    stage_workers = env.eval_workers()
+    stage_threads = env.eval_threads(stage_workers)
+    workers = [int(w) for w in a.workers.split(",")] if a.workers else sorted({stage_workers, 1}, reverse=True)
     torch.set_num_threads(stage_threads)
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import make_tiny_mdir
@@ -92,7 +93,8 @@ def main() -> int:
 
     result = {"benchmark": f"evaluation images/s at {SIZE}x{SIZE} (CPU)", "machine": machine(stage_threads),
               "setup": {"pairs": a.n, "pairs_pyiqa": a.n_pyiqa, "repeats": a.repeats, "statistic": "median",
-                        "stage_threads": stage_threads, "threads_compared": threads,
+                        "stage_workers": stage_workers, "stage_threads": stage_threads,
+                        "workers_compared": {w: env.eval_threads(w) for w in workers},
                         "whole_evaluation_includes": "PNG reads, pad/forward/crop/clamp, quantise, 4 metrics"},
               "metrics_only": {}, "whole_evaluation": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,23 +124,25 @@ def main() -> int:
                 functools.partial(_forward, model, bx, a.n // mb), a.n // mb * mb, a.repeats)))
             entry["forward_only"].update(batch=mb, threads=stage_threads)
             stage = functools.partial(evaluate_pairs, model, pairs, "MDIR", card.stride, scorer=scorers["fast"])
-            # The stage's way with each thread count, alternating within every repeat; then one by one.
-            whole: dict[int, list[float]] = {t: [] for t in threads}
+            # The stage's way with each worker count, alternating within every repeat; then one by one.
+            whole: dict[int, list[float]] = {w: [] for w in workers}
             for _ in range(a.repeats):
-                for t in threads:
-                    torch.set_num_threads(t)
-                    whole[t].append(_rate(functools.partial(stage, batch=mb), a.n))
-            for t, rates in whole.items():
-                entry[f"whole_fast_threads{t}"] = _summary(rates, images=a.n, batch=mb, threads=t, worker=True)
-            torch.set_num_threads(stage_threads)
-            entry["whole_fast"] = dict(entry[f"whole_fast_threads{stage_threads}"]) if stage_threads in whole else {}
-            one_by_one = functools.partial(stage, batch=1, prefetch=False, score_in_thread=False)
+                for w in workers:
+                    torch.set_num_threads(env.eval_threads(w))
+                    whole[w].append(_rate(functools.partial(stage, batch=mb, workers=w), a.n))
+            for w, rates in whole.items():
+                entry[f"whole_fast_workers{w}"] = _summary(rates, images=a.n, batch=mb, workers=w,
+                                                           threads=env.eval_threads(w))
+            entry["whole_fast"] = dict(entry[f"whole_fast_workers{stage_workers}"]) if stage_workers in whole else {}
+            torch.set_num_threads(env.eval_threads(1))
+            one_by_one = functools.partial(stage, batch=1, workers=1)
             rates = [_rate(one_by_one, a.n) for _ in range(max(1, a.repeats // 2))]
-            entry["whole_fast_batch1_no_worker"] = _summary(rates, images=a.n, batch=1, threads=stage_threads,
-                                                            worker=False)
+            entry["whole_fast_batch1_workers1"] = _summary(rates, images=a.n, batch=1, workers=1,
+                                                           threads=env.eval_threads(1))
+            torch.set_num_threads(stage_threads)
             k = min(a.n_pyiqa, a.n)
             rate = _rate(functools.partial(evaluate_pairs, model, pairs[:k], "MDIR", card.stride,
-                                           scorer=scorers["pyiqa"], batch=mb), k)
+                                           scorer=scorers["pyiqa"], batch=mb, workers=stage_workers), k)
             entry["whole_pyiqa"] = {"images_per_s": round(rate, 2), "images": k, "batch": mb}
             result["whole_evaluation"][model_name] = entry
             print(model_name, {k: v.get("images_per_s") for k, v in entry.items()}, "img/s", flush=True)

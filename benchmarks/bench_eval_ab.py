@@ -3,10 +3,12 @@
 Loads ``pipelines/evaluate.py`` as of ``--rev`` (``git show``) beside the working copy; both score with the
 working copy's metrics, so the comparison isolates the loop: how PNG reads, forward passes and scoring
 share the cores. Rounds alternate the two so that load from other jobs hits them alike; each round
-evaluates ``--n`` pairs of 256x256 with a smoke-preset model at the stage's batch and thread count.
+evaluates ``--n`` pairs of 256x256 with a smoke-preset model at the stage's batch. The working copy runs
+with the stage's workers and threads (``pipelines.env``), the revision with its own defaults and
+``--ref-threads`` intra-op threads (default: all cores but one, the rule of 74d98ce and earlier).
 Writes ``benchmarks/results/eval_ab.json`` (machine and load noted).
 
-    .venv/bin/python benchmarks/bench_eval_ab.py [--rev f6c414d] [--model interir] [--rounds 6] [--n 48]
+    .venv/bin/python benchmarks/bench_eval_ab.py [--rev 74d98ce] [--model interir] [--rounds 6] [--n 48]
 """
 
 from __future__ import annotations
@@ -38,13 +40,16 @@ from pipelines.imageio import write_text  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rev", default="f6c414d", help="git revision of the reference evaluate.py")
+    ap.add_argument("--rev", default="74d98ce", help="git revision of the reference evaluate.py")
+    ap.add_argument("--ref-threads", type=int, default=max(1, (os.cpu_count() or 1) - 1),
+                    help="intra-op threads for the revision's loop")
     ap.add_argument("--model", default="interir")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--n", type=int, default=48, help="test pairs of 256x256 per round")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval_ab.json"))
     a = ap.parse_args()
-    threads = env.eval_threads()
+    workers = env.eval_workers()
+    threads = env.eval_threads(workers)
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import make_tiny_mdir
 
@@ -62,20 +67,23 @@ def main() -> int:
         pairs = read_manifest(make_tiny_mdir(Path(tmp) / "mdir", n_train=1, n_test=a.n, size=256), "test")
         model = create_model(a.model, "smoke").eval()
         scorer = Scorer()
-        variants = {a.rev: ref, "working copy": current}
-        runs = {k: functools.partial(m.evaluate_pairs, model, pairs, "MDIR", card.stride, scorer=scorer, batch=batch)
-                for k, m in variants.items()}
+        common = (model, pairs, "MDIR", card.stride)
+        runs = {a.rev: (a.ref_threads, functools.partial(ref.evaluate_pairs, *common, scorer=scorer, batch=batch)),
+                "working copy": (threads, functools.partial(current.evaluate_pairs, *common, scorer=scorer,
+                                                            batch=batch, workers=workers))}
         current.evaluate_pairs(model, pairs[:batch], "MDIR", card.stride, scorer=scorer, batch=batch)  # warm-up
         rates: dict[str, list[float]] = {k: [] for k in runs}
         for _ in range(a.rounds):
-            for k, run in runs.items():
+            for k, (n_threads, run) in runs.items():
+                torch.set_num_threads(n_threads)
                 t0 = time.perf_counter()
                 run()
                 rates[k].append(round(a.n / (time.perf_counter() - t0), 2))
     summary = {k: {"median_images_per_s": round(statistics.median(v), 2), "rounds": v} for k, v in rates.items()}
     result = {"benchmark": f"whole evaluation images/s, {a.model} smoke, 256x256: evaluate.py at {a.rev} vs now",
               "machine": machine(threads),
-              "setup": {"pairs": a.n, "rounds": a.rounds, "batch": batch, "threads": threads,
+              "setup": {"pairs": a.n, "rounds": a.rounds, "batch": batch, "workers": workers, "threads": threads,
+                        "ref_threads": a.ref_threads,
                         "metrics": "working copy's fast backend for both"},
               "results": summary,
               "ratio_median": round(summary["working copy"]["median_images_per_s"]

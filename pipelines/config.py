@@ -78,11 +78,13 @@ class EvaluateConfig:
     tile: int  # 0 = whole image
     tile_overlap: int
     save_images: int  # how many restored images per set to keep for the report
-    batch: int  # same-size test images per forward pass; 0 = the model card's eval_batch (runtime_s: batch time / B)
+    batch: int  # test pairs per chunk (one forward pass per size); 0 = the model card's eval_batch
+    workers: int  # threads that each read, restore and score chunks; 0 = auto (pipelines.env.eval_workers)
 
     def __post_init__(self) -> None:
-        if self.batch < 0:
-            raise ConfigError(f"params key evaluate.batch must be 0 (auto) or positive, got {self.batch}")
+        for key in ("batch", "workers"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"params key evaluate.{key} must be 0 (auto) or positive, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)

@@ -46,12 +46,18 @@ def torch_threads() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else max(1, os.cpu_count() or 1)
 
 
-def eval_threads() -> int:
-    """Intra-op threads for the evaluation's forward pass on the CPU: ``$OMP_NUM_THREADS`` when set,
-    else all cores but one, which is left to the worker thread that decodes and scores images
-    (pipelines/evaluate.py). On this 2-core machine one forward thread beside the worker ran
-    interir smoke at 256x256 at 54.4 and 44.2 images/s in two benchmark runs, two threads at 43.1
-    and 36.4 (benchmarks/bench_eval.py, docs/engine.md §7).
+def eval_workers(configured: int = 0) -> int:
+    """Evaluation workers, threads that each read, restore and score whole chunks of test pairs
+    (pipelines/evaluate.py): ``configured`` (params ``evaluate.workers``) when positive, else 2 when
+    there are 2 or more cores. On this 2-core machine two workers with one intra-op thread each beat
+    one forward thread beside a reading/scoring thread for every smoke model (interir 41.0 -> 48.9
+    images/s, fdtanet 3.6 -> 7.0; ``benchmarks/bench_eval.py``, docs/engine.md §7).
     """
+    return configured if configured > 0 else min(2, max(1, os.cpu_count() or 1))
+
+
+def eval_threads(workers: int = 1) -> int:
+    """Intra-op threads of each evaluation worker: ``$OMP_NUM_THREADS`` when set, else the cores
+    shared out among the ``workers`` (at least one each)."""
     value = os.environ.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else max(1, (os.cpu_count() or 1) - 1)
+    return int(value) if value.isdigit() and int(value) > 0 else max(1, (os.cpu_count() or 1) // max(1, workers))

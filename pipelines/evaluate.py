@@ -15,14 +15,13 @@ training that produced the checkpoint (one run per model, profile and seed).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -58,20 +57,21 @@ def evaluate_pairs(
     keep: int = 0,
     samples: dict[str, np.ndarray] | None = None,
     batch: int = 1,
-    prefetch: bool = True,
-    score_in_thread: bool = True,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
-    """Per-image rows for ``pairs``; the restorations picked by :func:`sample_indices` go into ``samples``.
+    """Per-image rows for ``pairs``, in their order; the restorations picked by :func:`sample_indices` go
+    into ``samples``.
 
-    Consecutive pairs of the same size are restored ``batch`` at a time and scored one by one (every
-    model here is batch-independent in eval mode, tested, so the numbers are those of batch 1
-    to float rounding); ``runtime_s`` is then the batch's forward time divided by its size.
-    With ``prefetch`` a background worker decodes the next PNGs while the current batch runs
-    (PIL, OpenCV, NumPy and torch release the GIL in their loops); with ``score_in_thread`` the same
-    worker scores a batch while the model restores the next (at most one batch waits, so memory
-    stays bounded). One worker, not one per task: a third runnable thread on a 2-core machine took
-    CPU from the forward pass (interir smoke at 256x256: 40.1 vs 45.1 images/s in an interleaved A/B,
-    ``benchmarks/bench_eval_ab.py``). Rows come back in the order of ``pairs`` either way.
+    The pairs are cut into chunks of ``batch`` consecutive pairs. A chunk is one task: read its PNGs,
+    restore its same-size images in one forward pass (every model here is batch-independent in eval
+    mode, tested, so the numbers are those of batch 1 to float rounding), score them one by one.
+    ``runtime_s`` is the forward time of the image's pass divided by its size.
+    With ``workers`` > 1, that many threads take chunks as they come (PIL, OpenCV, NumPy and torch
+    release the GIL in their loops), so every core reads, restores and scores; a fixed split (the
+    forward pass on one thread, reading and scoring on another) left a core idle whenever the two
+    sides were unequal (docs/engine.md §4). At most ``2 * workers`` chunks are queued and only
+    running chunks hold images, so memory stays bounded. The chunks do not depend on ``workers``:
+    the rows are the same for any number of workers.
     """
     from tqdm.auto import tqdm
 
@@ -79,77 +79,61 @@ def evaluate_pairs(
     model.eval()
     device = next(iter(model.parameters())).device
     chosen = sample_indices(pairs, keep)
-    rows: list[dict[str, Any]] = []
-    pending: list[tuple[int, Pair, np.ndarray, np.ndarray]] = []
-    scoring: deque[Future] = deque()
+    step = max(1, batch)
+    chunks = [range(s, min(s + step, len(pairs))) for s in range(0, len(pairs), step)]
 
-    def score(items: list[tuple[int, Pair, np.ndarray, np.ndarray]], out: torch.Tensor, runtime: float):
+    def run_chunk(indices: range) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+        loaded = [(i, pairs[i], *_load_pair(pairs[i])) for i in indices]
         scored, kept = [], {}
-        for j, (i, pair, _, y_np) in enumerate(items):
-            # One image at a time: the SSIM buffers of a whole batch fall out of the CPU caches and
-            # batched scoring measured slower (benchmarks/bench_eval.py).
-            scores = scorer(out[j : j + 1], _to_tensor(y_np))
-            scored.append({
-                "image": pair.name, "set": set_name, "combination": pair.combination,
-                "haze": pair.haze, "rain": pair.rain, "noise": pair.noise,
-                **{k: float(v[0]) for k, v in scores.items()}, "runtime_s": runtime,
-            })
-            if i in chosen:
-                kept[f"{set_name}_{i:03d}.png"] = to_uint8(out[j].permute(1, 2, 0).numpy())
+        for _, same_size in itertools.groupby(loaded, key=lambda item: item[2].shape):
+            group = list(same_size)
+            x = torch.from_numpy(np.stack([x_np for _, _, x_np, _ in group])).permute(0, 3, 1, 2).to(device)
+            t0 = time.perf_counter()
+            out = restore_tensor(model, x, stride=stride, tile=tile, overlap=overlap)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            runtime = (time.perf_counter() - t0) / len(group)
+            out = out.float().cpu()
+            for j, (i, pair, _, y_np) in enumerate(group):
+                # One image at a time: the SSIM buffers of a whole batch fall out of the CPU caches and
+                # batched scoring measured slower (benchmarks/bench_eval.py).
+                scores = scorer(out[j : j + 1], _to_tensor(y_np))
+                scored.append({
+                    "image": pair.name, "set": set_name, "combination": pair.combination,
+                    "haze": pair.haze, "rain": pair.rain, "noise": pair.noise,
+                    **{k: float(v[0]) for k, v in scores.items()}, "runtime_s": runtime,
+                })
+                if i in chosen:
+                    kept[f"{set_name}_{i:03d}.png"] = to_uint8(out[j].permute(1, 2, 0).numpy())
         return scored, kept
+
+    rows: list[dict[str, Any]] = []
 
     def take(result: tuple[list[dict[str, Any]], dict[str, np.ndarray]]) -> None:
         scored, kept = result
         rows.extend(scored)
         if samples is not None:
             samples.update(kept)
+        bar.update(len(scored))
 
-    def collect(until: int) -> None:
-        """Take finished scores, oldest first, until at most ``until`` batches are still scoring."""
-        while len(scoring) > until:
-            take(scoring.popleft().result())  # re-raises a scoring error here
-
-    def flush(pool: ThreadPoolExecutor | None, last: bool = False) -> None:
-        """Restore the pending batch and score it: on the worker, or here when there is no worker or
-        this is the last batch (the worker may still be scoring the one before: both cores work)."""
-        if not pending:
-            return
-        x = torch.from_numpy(np.stack([x_np for _, _, x_np, _ in pending])).permute(0, 3, 1, 2).to(device)
-        t0 = time.perf_counter()
-        out = restore_tensor(model, x, stride=stride, tile=tile, overlap=overlap)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        runtime = (time.perf_counter() - t0) / len(pending)
-        items, out = list(pending), out.float().cpu()
-        pending.clear()
-        if pool is None:
-            take(score(items, out, runtime))
-        elif last:
-            result = score(items, out, runtime)
-            collect(until=0)  # rows stay in order: the worker's batch comes first
-            take(result)
-        else:
-            scoring.append(pool.submit(score, items, out, runtime))
-            collect(until=1)
-
-    with contextlib.ExitStack() as stack:
-        worker = None
-        if prefetch or score_in_thread:
-            worker = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="eval-worker"))
-        pool = worker if score_in_thread else None
-        # The context manager clears the bar on an error too, so the error stays one clean line.
-        bar = stack.enter_context(tqdm(total=len(pairs), desc=f"eval {set_name}", dynamic_ncols=True, leave=False))
-        # Closed before the worker shuts down (exit order): an error cancels the reads still queued.
-        reader = stack.enter_context(contextlib.closing(
-            _read_pairs(pairs, pool=worker if prefetch else None, ahead=max(2, 2 * batch))))
-        for i, (pair, x_np, y_np) in enumerate(reader):
-            if pending and (len(pending) >= max(1, batch) or pending[0][2].shape != x_np.shape):
-                flush(pool)
-                bar.update(len(rows) - bar.n)
-            pending.append((i, pair, x_np, y_np))
-        flush(pool, last=True)
-        collect(until=0)
-        bar.update(len(rows) - bar.n)
+    # The context manager clears the bar on an error too, so the error stays one clean line.
+    with tqdm(total=len(pairs), desc=f"eval {set_name}", dynamic_ncols=True, leave=False) as bar:
+        if workers <= 1:
+            for chunk in chunks:
+                take(run_chunk(chunk))
+            return rows
+        with ThreadPoolExecutor(workers, thread_name_prefix="eval-worker") as pool:
+            queued: deque[Future] = deque()
+            try:
+                for chunk in chunks:
+                    queued.append(pool.submit(run_chunk, chunk))
+                    while len(queued) > 2 * workers:
+                        take(queued.popleft().result())  # in order; re-raises a chunk's error here
+                while queued:
+                    take(queued.popleft().result())
+            finally:
+                for fut in queued:  # after an error: drop the chunks not started (the pool waits for the rest)
+                    fut.cancel()
     return rows
 
 
@@ -169,34 +153,6 @@ def _load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     if min(x_np.shape[:2]) < SSIM_WIN:
         raise UserError(f"{pair.input}: image {x_np.shape[:2]} is smaller than the SSIM window ({SSIM_WIN} px)")
     return x_np, y_np
-
-
-def _read_pairs(pairs: list[Pair], pool: ThreadPoolExecutor | None, ahead: int,
-                ) -> Iterator[tuple[Pair, np.ndarray, np.ndarray]]:
-    """Decoded pairs in order; with a ``pool``, up to ``ahead`` of them read by it in the background.
-
-    A bad image raises its one-line :class:`UserError` when its turn comes, as without prefetching.
-    """
-    if pool is None:
-        for pair in pairs:
-            yield (pair, *_load_pair(pair))
-        return
-    queue: deque = deque()
-    it = iter(pairs)
-    try:
-        for pair in it:
-            queue.append((pair, pool.submit(_load_pair, pair)))
-            if len(queue) >= ahead:
-                break
-        while queue:
-            pair, fut = queue.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                queue.append((nxt, pool.submit(_load_pair, nxt)))
-            yield (pair, *fut.result())
-    finally:
-        for _, fut in queue:
-            fut.cancel()
 
 
 def sample_indices(pairs: list[Pair], keep: int) -> set[int]:
@@ -268,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="metrics backend: fast (default, validated against pyiqa to 1e-4) or pyiqa (reference)")
     a = p.parse_args(argv)
     params = load_params(a.params, a.profile)
-    torch.set_num_threads(env.eval_threads())
+    cfg = params.evaluate
+    workers = env.eval_workers(cfg.workers)
+    torch.set_num_threads(env.eval_threads(workers))
     name = run_name(a.model, a.seed)
     ckpt_path = Path(a.checkpoint) if a.checkpoint else Path(a.train_dir) / name / "model.pt"
     state = ckpt_io.load(ckpt_path, expect_model=a.model)
@@ -279,7 +237,6 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(a.out) / name
     _check_writable(out_dir)
     scorer = Scorer(backend=a.metrics)
-    cfg = params.evaluate
     sets = {"MDIR": read_manifest(a.data, "test")}
     root = _data_root(a.data_root, params.data.root)
     sets.update(sdir_sets(root))
@@ -287,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     samples: dict[str, np.ndarray] = {}
     for set_name, pairs in sets.items():
         rows += evaluate_pairs(model, pairs, set_name, card.stride, cfg.tile, cfg.tile_overlap, scorer,
-                               keep=cfg.save_images, samples=samples, batch=eval_batch(card, cfg.batch))
+                               keep=cfg.save_images, samples=samples, batch=eval_batch(card, cfg.batch),
+                               workers=workers)
     agg = aggregate(rows)
     dver = data_version(a.data)
     metrics = {"model": a.model, "seed": a.seed, "profile": params.profile, "data_version": dver,

@@ -81,10 +81,10 @@ def test_per_image_csv_and_metrics_json(setup: dict[str, Path]) -> None:
 
 
 @pytest.mark.parametrize("model_name", ["interir", "deepsn_net", "nafnet"])
-def test_batched_prefetched_evaluation_equals_one_by_one(tmp_path: Path, model_name: str) -> None:
-    """Batches of same-size images (sizes mixed, so batches break at size changes), read ahead
-    by a thread and scored by another, give the rows of the plain one-image loop: same order,
-    metrics to 1e-4."""
+def test_batched_threaded_evaluation_equals_one_by_one(tmp_path: Path, model_name: str) -> None:
+    """Chunks of 3 pairs (sizes mixed, so some chunks hold two sizes) restored and scored by two worker
+    threads give the rows of the plain one-image loop: same order, metrics to 1e-4; and exactly the
+    rows of one worker with the same chunks (the chunks, not the threads, decide the numbers)."""
     from interir.registry import create_model, get_card
     from pipelines.evaluate import evaluate_pairs
     from tests.conftest import make_tiny_mdir
@@ -97,21 +97,24 @@ def test_batched_prefetched_evaluation_equals_one_by_one(tmp_path: Path, model_n
     stride = get_card(model_name).stride
     s1: dict = {}
     s3: dict = {}
-    one = evaluate_pairs(model, pairs, "MDIR", stride, keep=4, samples=s1, batch=1, prefetch=False,
-                         score_in_thread=False)
-    many = evaluate_pairs(model, pairs, "MDIR", stride, keep=4, samples=s3, batch=3, prefetch=True,
-                          score_in_thread=True)
+    s3_one: dict = {}
+    one = evaluate_pairs(model, pairs, "MDIR", stride, keep=4, samples=s1, batch=1, workers=1)
+    many = evaluate_pairs(model, pairs, "MDIR", stride, keep=4, samples=s3, batch=3, workers=2)
+    same_chunks = evaluate_pairs(model, pairs, "MDIR", stride, keep=4, samples=s3_one, batch=3, workers=1)
     assert [r["image"] for r in many] == [r["image"] for r in one] == [p.name for p in pairs]
     for a, b in zip(one, many):
         for k in ("psnr", "ssim", "psnr_y", "ssim_y"):
             assert b[k] == pytest.approx(a[k], abs=1e-4), (a["image"], k)
-    assert s1.keys() == s3.keys()
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "runtime_s"} for r in rows]  # noqa: E731
+    assert strip(many) == strip(same_chunks)
+    assert s1.keys() == s3.keys() == s3_one.keys()
     for k in s1:
         assert np.abs(s1[k].astype(int) - s3[k].astype(int)).max() <= 1
+        assert np.array_equal(s3[k], s3_one[k])
 
 
-def test_error_in_the_scoring_thread_reaches_the_caller(tmp_path: Path) -> None:
-    """A failure while scoring in the worker thread is raised by evaluate_pairs, not lost."""
+def test_error_in_a_worker_reaches_the_caller(tmp_path: Path) -> None:
+    """A failure inside a worker thread is raised by evaluate_pairs, not lost."""
     from pipelines.evaluate import evaluate_pairs
     from tests.conftest import make_tiny_mdir
 
@@ -121,7 +124,33 @@ def test_error_in_the_scoring_thread_reaches_the_caller(tmp_path: Path) -> None:
 
     pairs = read_manifest(make_tiny_mdir(tmp_path / "a", n_train=1, n_test=5, size=32), "test")
     with pytest.raises(RuntimeError, match="scorer broke"):
-        evaluate_pairs(torch.nn.Conv2d(3, 3, 1), pairs, "MDIR", 1, scorer=Broken(), batch=2, score_in_thread=True)
+        evaluate_pairs(torch.nn.Conv2d(3, 3, 1), pairs, "MDIR", 1, scorer=Broken(), batch=2, workers=2)
+
+
+def test_an_error_drops_the_queued_chunks(tmp_path: Path) -> None:
+    """After a chunk fails, the queued chunks that no worker has started are dropped. The first chunk
+    fails at once (corrupt file); every scoring call holds its worker for 1 s, so the two workers are
+    busy with chunks 1 and 2 when the error arrives: at most 2 chunks are scored, not the 4 queued."""
+    import threading
+
+    from pipelines.env import UserError
+    from pipelines.evaluate import evaluate_pairs
+    from tests.conftest import make_tiny_mdir
+
+    calls = []
+    hold = threading.Event()
+
+    class Slow:
+        def __call__(self, restored, target):
+            calls.append(1)
+            hold.wait(1.0)
+            return {k: torch.zeros(1) for k in ("psnr", "ssim", "psnr_y", "ssim_y")}
+
+    pairs = read_manifest(make_tiny_mdir(tmp_path / "a", n_train=1, n_test=12, size=32), "test")
+    pairs[0].input.write_bytes(b"not a png")
+    with pytest.raises(UserError, match="test/0.png"):
+        evaluate_pairs(torch.nn.Conv2d(3, 3, 1), pairs, "MDIR", 1, scorer=Slow(), batch=1, workers=2)
+    assert 1 <= len(calls) <= 2
 
 
 def test_eval_batch_choice():
@@ -137,17 +166,20 @@ def test_eval_batch_choice():
     assert eval_batch(dataclasses.replace(get_card("interir"), batch_independent=False), 8) == 1
 
 
-def test_prefetch_reports_a_corrupt_image_in_turn(tmp_path: Path) -> None:
-    """A bad file read ahead by the thread still raises its one-line error, naming the file."""
+def test_workers_report_the_first_corrupt_image_in_turn(tmp_path: Path) -> None:
+    """Bad files read by the worker threads raise the one-line error of the first one in the order of
+    the pairs, naming the file, whichever thread failed first."""
     from pipelines.env import UserError
     from pipelines.evaluate import evaluate_pairs
     from tests.conftest import make_tiny_mdir
 
-    pairs = read_manifest(make_tiny_mdir(tmp_path / "a", n_train=1, n_test=4, size=32), "test")
+    pairs = read_manifest(make_tiny_mdir(tmp_path / "a", n_train=1, n_test=6, size=32), "test")
     pairs[2].input.write_bytes(b"not a png")
+    pairs[4].target.write_bytes(b"not a png either")
     model = torch.nn.Conv2d(3, 3, 1)
-    with pytest.raises(UserError, match=str(pairs[2].input.name)):
-        evaluate_pairs(model, pairs, "MDIR", 1, batch=2, prefetch=True)
+    for _ in range(3):
+        with pytest.raises(UserError, match=f"{pairs[2].input.parent.name}/{pairs[2].input.name}"):
+            evaluate_pairs(model, pairs, "MDIR", 1, batch=2, workers=2)
 
 
 def test_sample_indices_cover_every_combination():
@@ -255,15 +287,20 @@ def test_image_smaller_than_the_ssim_window(setup: dict[str, Path], capsys: pyte
 
 
 def test_thread_counts_respect_omp_num_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Training takes every core, evaluation leaves one to its reading/scoring worker; OMP_NUM_THREADS wins."""
+    """Training takes every core; evaluation runs 2 workers (or evaluate.workers) sharing the cores;
+    OMP_NUM_THREADS sets the intra-op threads."""
     from pipelines import env
 
     monkeypatch.setattr(env.os, "cpu_count", lambda: 16)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert (env.torch_threads(), env.eval_threads()) == (16, 15)
+    assert (env.torch_threads(), env.eval_workers(), env.eval_threads(2)) == (16, 2, 8)
+    assert (env.eval_workers(3), env.eval_threads(3)) == (3, 5)
+    monkeypatch.setattr(env.os, "cpu_count", lambda: 2)
+    assert (env.eval_workers(), env.eval_threads(2)) == (2, 1)
     monkeypatch.setattr(env.os, "cpu_count", lambda: 1)
-    assert (env.torch_threads(), env.eval_threads()) == (1, 1)
+    assert (env.torch_threads(), env.eval_workers(), env.eval_threads(1)) == (1, 1, 1)
+    assert env.eval_threads(4) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert (env.torch_threads(), env.eval_threads()) == (3, 3)
+    assert (env.torch_threads(), env.eval_threads(2)) == (3, 3)
     monkeypatch.setenv("OMP_NUM_THREADS", "zero")  # not a count: ignored
-    assert env.eval_threads() == 1
+    assert env.eval_threads(1) == 1
