@@ -6,7 +6,9 @@ a machine without network access. Existing environment values win.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 
 OFFLINE_DEFAULTS = {
     "HF_HUB_OFFLINE": "1",
@@ -22,6 +24,17 @@ OFFLINE_DEFAULTS = {
 }
 
 
+# glibc's malloc serves blocks above its mmap threshold (128 KiB, raised on the fly to at most 32 MiB)
+# with fresh mmaps and returns free memory above its trim threshold to the kernel, so a batch of
+# 256x256 feature maps is faulted in and zeroed again on every forward pass: interir smoke at batch 8
+# took about 10,000 page faults per pass, under 110 with these values (benchmarks/bench_malloc.py,
+# docs/engine.md §7; tests/test_env.py checks the effect).
+MALLOC_MMAP_THRESHOLD = 32 * 2**20  # the largest value mallopt accepts on 64-bit glibc
+MALLOC_TRIM_THRESHOLD = 2**30  # freed memory stays in the process up to this much
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (malloc.h)
+_malloc_tuned: bool | None = None
+
+
 class UserError(Exception):
     """Bad input from the user (a file, a flag, a params key): reported as one line."""
 
@@ -29,6 +42,30 @@ class UserError(Exception):
 def apply_defaults() -> None:
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    tune_malloc()
+
+
+def tune_malloc() -> bool:
+    """Keep freed tensor memory in the process instead of handing it back to the kernel (glibc only).
+
+    Sets glibc's mmap threshold to 32 MiB and its trim threshold to 1 GiB once per process; the
+    resident size then stays at its peak instead of shrinking between batches. Skipped, returning
+    False, off glibc, with ``INTERIR_MALLOC_TUNE=0``, or when the user tunes malloc already
+    (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or ``glibc.malloc`` in ``GLIBC_TUNABLES``).
+    """
+    global _malloc_tuned
+    if _malloc_tuned is None:
+        _malloc_tuned = False
+        user_set = ("MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ
+                    or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""))
+        if os.environ.get("INTERIR_MALLOC_TUNE", "1") != "0" and not user_set and platform.libc_ver()[0] == "glibc":
+            try:
+                mallopt = ctypes.CDLL(None).mallopt
+            except (OSError, AttributeError):
+                return False
+            _malloc_tuned = bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)) and bool(
+                mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD))
+    return _malloc_tuned
 
 
 def tracking_uri() -> str:
