@@ -5,7 +5,8 @@ the two settings alternate round by round (``INTERIR_MALLOC_TUNE=1`` / ``0``) so
 drift hits them alike. A child measures, for a smoke-preset model at 256x256 with the stage's threads:
 minor page faults and milliseconds per forward pass of a ready batch (the card's ``eval_batch``), and
 the whole evaluation (``evaluate_pairs`` with the stage's workers: reads, forward, metrics) of ``--n``
-pairs. Medians over ``--rounds``; writes ``benchmarks/results/malloc.json`` (machine and load noted).
+pairs, with its page faults per image. Medians over ``--rounds``; writes
+``benchmarks/results/malloc.json`` (machine and load noted).
 
     .venv/bin/python benchmarks/bench_malloc.py [--model interir] [--rounds 5] [--n 48]
 """
@@ -59,10 +60,12 @@ def child(model_name: str, data: Path, n_forward: int) -> dict:
     pairs = read_manifest(data, "test")
     scorer = Scorer()
     evaluate_pairs(model, pairs[:batch], "MDIR", card.stride, scorer=scorer, batch=batch, workers=workers)
-    t0 = time.perf_counter()
+    f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
     evaluate_pairs(model, pairs, "MDIR", card.stride, scorer=scorer, batch=batch, workers=workers)
     rate = len(pairs) / (time.perf_counter() - t0)
+    eval_faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / len(pairs)
     return {"tuned": tuned, "faults_per_forward": round(faults, 1), "forward_ms": round(ms, 2),
+            "whole_faults_per_image": round(eval_faults, 1),
             "forward_batch": batch, "whole_images_per_s": round(rate, 2), "workers": workers,
             "threads": torch.get_num_threads()}
 
@@ -97,7 +100,7 @@ def main() -> int:
                                       "--child", str(data)], env=env, check=True, capture_output=True, text=True)
                 runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print(name, runs[name][-1], flush=True)
-    keys = ("faults_per_forward", "forward_ms", "whole_images_per_s")
+    keys = ("faults_per_forward", "forward_ms", "whole_faults_per_image", "whole_images_per_s")
     summary = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
     first = runs["tuned"][0]
     result = {"benchmark": f"glibc malloc tuning on/off, {a.model} smoke, {SIZE}x{SIZE} (CPU)",
