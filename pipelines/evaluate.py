@@ -122,7 +122,10 @@ def evaluate_pairs(
             for chunk in chunks:
                 take(run_chunk(chunk))
             return rows
-        with ThreadPoolExecutor(workers, thread_name_prefix="eval-worker") as pool:
+        # OpenMP's thread count is per thread: a new thread would start at all cores for the kernels
+        # that do not go through ATen's parallel_for (oneDNN's convolutions), so set it in each worker.
+        with ThreadPoolExecutor(workers, thread_name_prefix="eval-worker", initializer=torch.set_num_threads,
+                                initargs=(torch.get_num_threads(),)) as pool:
             queued: deque[Future] = deque()
             try:
                 for chunk in chunks:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import pickle
 from pathlib import Path
 
@@ -151,6 +152,39 @@ def test_an_error_drops_the_queued_chunks(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="test/0.png"):
         evaluate_pairs(torch.nn.Conv2d(3, 3, 1), pairs, "MDIR", 1, scorer=Slow(), batch=1, workers=2)
     assert 1 <= len(calls) <= 2
+
+
+def _libgomp():
+    import ctypes
+    import glob
+
+    found = glob.glob(str(Path(torch.__file__).parent / "lib" / "libgomp*"))
+    return ctypes.CDLL(found[0]) if found else None
+
+
+@pytest.mark.skipif(_libgomp() is None or (os.cpu_count() or 1) < 2, reason="needs torch's libgomp and 2+ cores")
+def test_workers_run_the_configured_intra_op_threads(tmp_path: Path) -> None:
+    """OpenMP's thread count is per thread: each worker starts at the caller's torch thread count, not
+    at OpenMP's default of all cores (oneDNN convolutions read it without ATen setting it first)."""
+    from pipelines.evaluate import evaluate_pairs
+    from tests.conftest import make_tiny_mdir
+
+    gomp = _libgomp()
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x):
+            seen.append(gomp.omp_get_max_threads())
+            return self.conv(x)
+
+    pairs = read_manifest(make_tiny_mdir(tmp_path / "a", n_train=1, n_test=4, size=32), "test")
+    threads = torch.get_num_threads()
+    evaluate_pairs(Probe(), pairs, "MDIR", 1, batch=1, workers=2)
+    assert seen and set(seen) == {threads}
 
 
 def test_eval_batch_choice():
