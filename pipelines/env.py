@@ -87,8 +87,9 @@ def eval_workers(configured: int = 0) -> int:
     """Evaluation workers, threads that each read, restore and score whole chunks of test pairs
     (pipelines/evaluate.py): ``configured`` (params ``evaluate.workers``) when positive, else 2 when
     there are 2 or more cores. On this 2-core machine two workers with one intra-op thread each beat
-    one forward thread beside a reading/scoring thread for every smoke model (interir 41.0 -> 48.9
-    images/s, fdtanet 3.6 -> 7.0; ``benchmarks/bench_eval.py``, docs/engine.md §7).
+    one forward thread beside a reading/scoring thread: interir smoke 40.6 -> 47.3 images/s in an
+    interleaved A/B (``benchmarks/bench_eval_ab.py``); the other smoke models gained 30-95% in quick
+    runs of a prototype (docs/engine.md §4).
     """
     return configured if configured > 0 else min(2, max(1, os.cpu_count() or 1))
 
