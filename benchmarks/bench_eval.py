@@ -2,10 +2,10 @@
 
 Whole evaluation = what ``interir-bench evaluate`` does per test pair: read both PNGs, pad to the
 model's stride, forward, crop, clamp, quantise, then PSNR/SSIM on RGB and Y
-(``pipelines.evaluate.evaluate_pairs``), for smoke-preset models: in chunks of the card's
+(``pipelines.engine.evaluation.evaluate_pairs``), for smoke-preset models: in chunks of the card's
 ``eval_batch`` pairs with each worker count of ``--workers`` (each worker reads, restores and scores
-whole chunks; intra-op threads ``pipelines.env.eval_threads(workers)``: the cores shared out), and
-one image at a time on the calling thread. The stage's own choice is ``pipelines.env.eval_workers()``
+whole chunks; intra-op threads ``pipelines.common.env.eval_threads(workers)``: the cores shared out), and
+one image at a time on the calling thread. The stage's own choice is ``pipelines.common.env.eval_workers()``
 (2 on 2+ cores); the variants alternate within every repeat so that the machine's drift hits
 them alike. "forward_only": the stage's intra-op threads restoring ready batches on one thread, for scale.
 Metrics alone: ``Scorer`` with the ``fast`` backend (default) and the ``pyiqa`` reference, one image per
@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_train import machine  # noqa: E402
 
-from pipelines import env  # noqa: E402
-from pipelines.imageio import write_text  # noqa: E402
+from pipelines.common import env  # noqa: E402
+from pipelines.common.files import write_text  # noqa: E402
 
 SIZE = 256
 
@@ -86,10 +86,10 @@ def main() -> int:
     torch.set_num_threads(stage_threads)  # importing the tests' conftest pins torch to 1 thread
 
     from interir.registry import create_model, get_card
-    from pipelines.evaluate import _to_tensor, evaluate_pairs
-    from pipelines.imageio import read_image
-    from pipelines.metrics import Scorer
-    from pipelines.pairs import read_manifest
+    from pipelines.data.imageio import read_image
+    from pipelines.data.manifest import read_manifest
+    from pipelines.engine.evaluation import _to_tensor, evaluate_pairs
+    from pipelines.engine.metrics import Scorer
 
     result = {"benchmark": f"evaluation images/s at {SIZE}x{SIZE} (CPU)", "machine": machine(stage_threads),
               "setup": {"pairs": a.n, "pairs_pyiqa": a.n_pyiqa, "repeats": a.repeats, "statistic": "median",

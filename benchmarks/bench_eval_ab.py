@@ -4,7 +4,7 @@ Loads ``pipelines/evaluate.py`` as of ``--rev`` (``git show``) beside the workin
 working copy's metrics, so the comparison isolates the loop: how PNG reads, forward passes and scoring
 share the cores. Rounds alternate the two so that load from other jobs hits them alike; each round
 evaluates ``--n`` pairs of 256x256 with a smoke-preset model at the stage's batch. The working copy runs
-with the stage's workers and threads (``pipelines.env``), the revision with its own defaults and
+with the stage's workers and threads (``pipelines.common.env``), the revision with its own defaults and
 ``--ref-threads`` intra-op threads (default: all cores but one, the rule of 74d98ce and earlier).
 Writes ``benchmarks/results/eval_ab.json`` (machine and load noted).
 
@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_train import machine  # noqa: E402
 from bench_xconv_ab import load_revision  # noqa: E402
 
-from pipelines import env  # noqa: E402
-from pipelines.imageio import write_text  # noqa: E402
+from pipelines.common import env  # noqa: E402
+from pipelines.common.files import write_text  # noqa: E402
 
 
 def main() -> int:
@@ -55,10 +55,10 @@ def main() -> int:
 
     torch.set_num_threads(threads)  # importing the tests' conftest pins torch to 1 thread
 
-    import pipelines.evaluate as current
+    import pipelines.engine.evaluation as current
     from interir.registry import create_model, get_card
-    from pipelines.metrics import Scorer
-    from pipelines.pairs import read_manifest
+    from pipelines.data.manifest import read_manifest
+    from pipelines.engine.metrics import Scorer
 
     card = get_card(a.model)
     batch = current.eval_batch(card, 0)

@@ -1,4 +1,4 @@
-"""glibc malloc tuning (``pipelines.env.tune_malloc``) on and off: page faults, forward time, whole evaluation.
+"""glibc malloc tuning (``pipelines.common.env.tune_malloc``) on and off: page faults, forward time, whole evaluation.
 
 The setting is per process and cannot be undone, so every measurement runs in a fresh child process;
 the two settings alternate round by round (``INTERIR_MALLOC_TUNE=1`` / ``0``) so that the machine's
@@ -32,15 +32,15 @@ SIZE = 256
 
 def child(model_name: str, data: Path, n_forward: int) -> dict:
     os.environ.setdefault("TQDM_DISABLE", "1")
-    from pipelines import env
+    from pipelines.common import env
 
     tuned = env.tune_malloc()
     import torch
 
     from interir.registry import create_model, get_card
-    from pipelines.evaluate import eval_batch, evaluate_pairs
-    from pipelines.metrics import Scorer
-    from pipelines.pairs import read_manifest
+    from pipelines.data.manifest import read_manifest
+    from pipelines.engine.evaluation import eval_batch, evaluate_pairs
+    from pipelines.engine.metrics import Scorer
 
     workers = env.eval_workers()
     torch.set_num_threads(env.eval_threads(workers))
@@ -84,7 +84,7 @@ def main() -> int:
         return 0
     from bench_train import machine
 
-    from pipelines.imageio import write_text
+    from pipelines.common.files import write_text
 
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import make_tiny_mdir

@@ -26,8 +26,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.degradations import Levels, add_haze, add_noise, add_rain, degrade, ground_plane_depth  # noqa: E402
-from pipelines.imageio import write_image  # noqa: E402
+from pipelines.data.degradations import Levels, add_haze, add_noise, add_rain, degrade, ground_plane_depth  # noqa: E402
+from pipelines.data.imageio import write_image  # noqa: E402
 
 H, W = 321, 481
 

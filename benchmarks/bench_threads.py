@@ -27,7 +27,7 @@ from bench_train import machine  # noqa: E402
 
 from interir.losses import L1FFTLoss  # noqa: E402
 from interir.registry import create_model  # noqa: E402
-from pipelines.imageio import write_text  # noqa: E402
+from pipelines.common.files import write_text  # noqa: E402
 
 
 def steps_per_s(name: str, preset: str, threads: int, batch: int, patch: int, steps: int) -> float:

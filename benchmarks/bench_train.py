@@ -1,6 +1,6 @@
 """Training throughput of every registered model at the ``smoke`` preset on the CPU (steps/s).
 
-One step = what ``pipelines.train`` does per iteration: per-step patch sampling (``PatchSampler``
+One step = what ``pipelines.engine.loop`` does per iteration: per-step patch sampling (``PatchSampler``
 on a small synthesized-like set in memory), forward, L1 + 0.1*FFT-L1 loss, backward, gradient
 clipping and an Adam step, at the smoke profile's batch and patch (params.yaml). Each model gets
 warm-up steps, then ``--repeats`` timed windows of at least ``--min-seconds`` each; the median
@@ -27,8 +27,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.config import load_params  # noqa: E402
-from pipelines.imageio import write_text  # noqa: E402
+from pipelines.common.config import load_params  # noqa: E402
+from pipelines.common.files import write_text  # noqa: E402
 
 
 def machine(threads: int) -> dict:
@@ -54,7 +54,7 @@ def _tiny_set(root: Path, n: int = 6, size: int = 128) -> list:
 
     torch.set_num_threads(threads)  # importing the tests' conftest pins torch to 1 thread
 
-    from pipelines.pairs import read_manifest
+    from pipelines.data.manifest import read_manifest
 
     make_tiny_mdir(root, n_train=n, n_test=1, size=size)
     return read_manifest(root, "train")
@@ -63,7 +63,7 @@ def _tiny_set(root: Path, n: int = 6, size: int = 128) -> list:
 def bench_model(name: str, pairs: list, batch: int, patch: int, warmup: int, repeats: int, min_s: float) -> dict:
     from interir.losses import L1FFTLoss
     from interir.registry import create_model
-    from pipelines.pairs import PatchSampler
+    from pipelines.data.sampler import PatchSampler
 
     torch.manual_seed(0)
     model = create_model(name, "smoke").train()

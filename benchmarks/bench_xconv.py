@@ -114,7 +114,7 @@ def main() -> None:
         "results": res,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    from pipelines.imageio import write_text
+    from pipelines.common.files import write_text
 
     write_text(RESULTS / "xconv.json", json.dumps(out, indent=2) + "\n")  # atomic
     print(json.dumps(out["results"], indent=2))

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_train import machine  # noqa: E402
 
 from interir.xconv import ExplainableConv2d  # noqa: E402
-from pipelines.imageio import write_text  # noqa: E402
+from pipelines.common.files import write_text  # noqa: E402
 
 
 def load_revision(rev: str, folder: Path, source: str = "interir/xconv.py"):

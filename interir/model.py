@@ -25,22 +25,15 @@ from interir.registry import ModelCard, register_model
 from interir.unfolding import OpFactory, UnfoldingNet, kron_adjoint, kron_apply, no_autocast, normalize_matrix
 from interir.xconv import explainable_dw3x3, explainable_dw3x3_tau
 
-# Depthwise 3x3 convolutions selectable by name (``conv=`` of the model). Baselines may add
-# theirs (CoMo, ARConv) with :func:`register_conv`, or pass a callable factory directly.
-# "xconv_tau": the explainable conv with its straight-through gradient to the threshold only.
+# Depthwise 3x3 convolutions selectable by name (``conv=`` of the model); baselines pass their own
+# (CoMo, ARConv) as a callable factory. "xconv_tau": the explainable conv with its straight-through
+# gradient to the threshold only.
 CONV_FACTORIES: dict[str, ConvFactory] = {"xconv": explainable_dw3x3, "xconv_tau": explainable_dw3x3_tau,
                                           "plain": depthwise3x3}
 
 
-def register_conv(name: str, factory: ConvFactory) -> None:
-    """Make ``conv=name`` select ``factory(channels) -> nn.Module`` in :class:`InterIR`."""
-    if name in CONV_FACTORIES and CONV_FACTORIES[name] is not factory:
-        raise ValueError(f"conv {name!r} registered twice")
-    CONV_FACTORIES[name] = factory
-
-
 def resolve_conv(conv: str | ConvFactory) -> ConvFactory:
-    """A conv name (``xconv``, ``plain``, registered ones) or a callable factory -> factory."""
+    """A conv name (``xconv``, ``xconv_tau``, ``plain``) or a callable factory -> factory."""
     if callable(conv):
         return conv
     try:
@@ -198,7 +191,7 @@ class InterIR(UnfoldingNet):
     """InterIR (Fig. 2): pixel-unshuffle, init (Eq. 11), ``depth`` IPBlocks (Eqs. 12-14), global residual.
 
     ``conv``: the depthwise 3x3 inside every EPBlock, ``"xconv"`` (Eqs. 15-20), ``"plain"``, a
-    name added with :func:`register_conv`, or a callable ``(channels) -> nn.Module``.
+    or a callable ``(channels) -> nn.Module``.
     ``resm_form``: ``"additive"`` (InterIR) or ``"subtraction"`` (DeepSN-Net's Eq. 28).
     ``weight_net``: ``"channel"`` or ``"pixel"`` weights in RESM/DMUM (see :class:`WeightNet`).
     """

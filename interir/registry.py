@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch.nn as nn
+from interir.presets import PRESETS
 
-PRESETS = ("smoke", "small", "paper")
+if TYPE_CHECKING:  # the registry itself needs no torch until a model is built
+    import torch.nn as nn
 
 # Modules that register models. Adding a model = adding its module here.
 _MODEL_MODULES = (
@@ -79,11 +80,7 @@ def _ensure_loaded() -> None:
     if _loaded:
         return
     for mod in _MODEL_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a module not written yet must not hide the others
-            if exc.name != mod:
-                raise
+        importlib.import_module(mod)
     _loaded = True
 
 

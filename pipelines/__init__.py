@@ -1,1 +1,2 @@
-"""The harness: one module per DVC stage, each with a ``main(argv)``, behind ``interir-bench``."""
+"""interir-bench pipelines: DVC stages (``stages``), CLI tools (``commands``) and the library they call
+(``common``, ``data``, ``engine``, ``reporting``). Stages never import stages or commands."""

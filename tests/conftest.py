@@ -7,7 +7,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from pipelines.env import apply_defaults
+from pipelines.common.env import apply_defaults
 
 apply_defaults()  # before torch loads OpenMP (OMP_WAIT_POLICY) and before mlflow/pyiqa read their switches
 
@@ -38,8 +38,8 @@ def make_tiny_mdir(root: Path, n_train: int = 4, n_test: int = 2, size: int = 48
     """A manifest-compatible set: noisy crops of a real photo (enough for loop tests)."""
     from skimage import data
 
-    from pipelines.imageio import write_image
-    from pipelines.pairs import MANIFEST_COLUMNS
+    from pipelines.data.imageio import write_image
+    from pipelines.data.manifest import MANIFEST_COLUMNS
 
     rng = np.random.default_rng(seed)
     photo = data.astronaut().astype(np.float32) / 255.0

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pipelines import cli
-from pipelines.ui import command as ui_command
+from pipelines.commands.ui import command as ui_command
 
 EXPECTED = ("models", "synthesize", "degrade", "train", "evaluate", "profile", "report", "restore", "ui")
 

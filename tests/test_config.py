@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import PROFILES, ConfigError, load_params, lr_at
+from pipelines.common.config import PROFILES, ConfigError, load_params
+from pipelines.engine.loop import lr_at
 from tests.conftest import REPO
 
 

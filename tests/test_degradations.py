@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.degradations import (
+from pipelines.common.env import UserError
+from pipelines.data.degradations import (
     AIRLIGHT_RGB,
     D_FAR,
     D_NEAR,
@@ -24,7 +25,6 @@ from pipelines.degradations import (
     rain_layer,
     transmission,
 )
-from pipelines.env import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def _photo(h: int = 96, w: int = 128) -> np.ndarray:
 
 def _depth_samples() -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, RGB image, depth in metres): the real RGB-D samples when present, else a synthetic ramp."""
-    from pipelines.imageio import read_image
+    from pipelines.data.imageio import read_image
 
     root = _real_data()
     if root is None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipelines import checkpoint as ckpt_io
 from pipelines import cli
+from pipelines.engine import checkpoint as ckpt_io
 from tests.conftest import REPO, make_tiny_mdir, write_params
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""Process-wide settings of pipelines.env: the malloc tuning (measured in fresh processes)."""
+"""Process-wide settings of pipelines.common.env: the malloc tuning (measured in fresh processes)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 _PROBE = """
 import json, resource
 import numpy as np
-from pipelines import env
+from pipelines.common import env
 tuned = env.tune_malloc()
 def cycle():
     bufs = [np.ones(6 * 2**20 // 4, np.float32) for _ in range(4)]

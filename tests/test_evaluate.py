@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines import checkpoint as ckpt_io
 from pipelines import cli
-from pipelines.imageio import read_image, write_image
-from pipelines.inference import restore_tensor
-from pipelines.pairs import read_manifest
+from pipelines.data.imageio import read_image, write_image
+from pipelines.data.manifest import read_manifest
+from pipelines.engine import checkpoint as ckpt_io
+from pipelines.engine.inference import restore_tensor
 from tests.conftest import REPO
 
 
@@ -87,7 +87,7 @@ def test_batched_threaded_evaluation_equals_one_by_one(tmp_path: Path, model_nam
     threads give the rows of the plain one-image loop: same order, metrics to 1e-4; and exactly the
     rows of one worker with the same chunks (the chunks, not the threads, decide the numbers)."""
     from interir.registry import create_model, get_card
-    from pipelines.evaluate import evaluate_pairs
+    from pipelines.engine.evaluation import evaluate_pairs
     from tests.conftest import make_tiny_mdir
 
     pairs = (read_manifest(make_tiny_mdir(tmp_path / "a", n_train=1, n_test=5, size=40), "test")
@@ -116,7 +116,7 @@ def test_batched_threaded_evaluation_equals_one_by_one(tmp_path: Path, model_nam
 
 def test_error_in_a_worker_reaches_the_caller(tmp_path: Path) -> None:
     """A failure inside a worker thread is raised by evaluate_pairs, not lost."""
-    from pipelines.evaluate import evaluate_pairs
+    from pipelines.engine.evaluation import evaluate_pairs
     from tests.conftest import make_tiny_mdir
 
     class Broken:
@@ -134,8 +134,8 @@ def test_an_error_drops_the_queued_chunks(tmp_path: Path) -> None:
     busy with chunks 1 and 2 when the error arrives: at most 2 chunks are scored, not the 4 queued."""
     import threading
 
-    from pipelines.env import UserError
-    from pipelines.evaluate import evaluate_pairs
+    from pipelines.common.env import UserError
+    from pipelines.engine.evaluation import evaluate_pairs
     from tests.conftest import make_tiny_mdir
 
     calls = []
@@ -166,7 +166,7 @@ def _libgomp():
 def test_workers_run_the_configured_intra_op_threads(tmp_path: Path) -> None:
     """OpenMP's thread count is per thread: each worker starts at the caller's torch thread count, not
     at OpenMP's default of all cores (oneDNN convolutions read it without ATen setting it first)."""
-    from pipelines.evaluate import evaluate_pairs
+    from pipelines.engine.evaluation import evaluate_pairs
     from tests.conftest import make_tiny_mdir
 
     gomp = _libgomp()
@@ -192,7 +192,7 @@ def test_eval_batch_choice():
     import dataclasses
 
     from interir.registry import get_card
-    from pipelines.evaluate import eval_batch
+    from pipelines.engine.evaluation import eval_batch
 
     assert eval_batch(get_card("interir"), 0) == 8
     assert eval_batch(get_card("fdtanet"), 0) == 1 and eval_batch(get_card("nafnet"), 0) == 1
@@ -203,8 +203,8 @@ def test_eval_batch_choice():
 def test_workers_report_the_first_corrupt_image_in_turn(tmp_path: Path) -> None:
     """Bad files read by the worker threads raise the one-line error of the first one in the order of
     the pairs, naming the file, whichever thread failed first."""
-    from pipelines.env import UserError
-    from pipelines.evaluate import evaluate_pairs
+    from pipelines.common.env import UserError
+    from pipelines.engine.evaluation import evaluate_pairs
     from tests.conftest import make_tiny_mdir
 
     pairs = read_manifest(make_tiny_mdir(tmp_path / "a", n_train=1, n_test=6, size=32), "test")
@@ -217,8 +217,8 @@ def test_workers_report_the_first_corrupt_image_in_turn(tmp_path: Path) -> None:
 
 
 def test_sample_indices_cover_every_combination():
-    from pipelines.evaluate import sample_indices
-    from pipelines.pairs import COMBINATIONS, Pair
+    from pipelines.data.manifest import COMBINATIONS, Pair
+    from pipelines.engine.evaluation import sample_indices
 
     pairs = [Pair(Path(f"{i}.png"), Path("t.png"), str(i), COMBINATIONS[i % 7]) for i in range(21)]
     assert sample_indices(pairs, 4) == set(range(7))
@@ -323,7 +323,7 @@ def test_image_smaller_than_the_ssim_window(setup: dict[str, Path], capsys: pyte
 def test_thread_counts_respect_omp_num_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Training takes every core; evaluation runs 2 workers (or evaluate.workers) sharing the cores;
     OMP_NUM_THREADS sets the intra-op threads."""
-    from pipelines import env
+    from pipelines.common import env
 
     monkeypatch.setattr(env.os, "cpu_count", lambda: 16)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

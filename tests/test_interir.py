@@ -183,7 +183,7 @@ def test_paper_preset_param_band():
 
 def test_paper_preset_mac_band():
     """Meta-device FlopCounterMode: no allocation, a few seconds."""
-    from pipelines.profile import macs_flopcounter
+    from pipelines.engine.profiling import macs_flopcounter
 
     with torch.device("meta"):
         model = create_model("interir", "paper")

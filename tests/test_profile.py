@@ -10,14 +10,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipelines import profile
-from pipelines.env import UserError
+from pipelines.common.env import UserError
+from pipelines.engine import profiling as profile
+from pipelines.stages import profile as profile_stage
 
 FIELDS = {"params", "gmacs", "gmacs_fft", "gmacs_flopcounter", "latency_s", "convention"}
 
 
 def _run(argv, capsys) -> dict:
-    assert profile.main(argv) == 0
+    assert profile_stage.main(argv) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -81,7 +82,7 @@ def test_fft_convention():
 
 def test_unknown_model_is_user_error():
     with pytest.raises(UserError, match="unknown model"):
-        profile.main(["nope"])
+        profile_stage.main(["nope"])
 
 
 def test_stage_mode_writes_json(tmp_path, capsys):
@@ -93,7 +94,7 @@ def test_stage_mode_writes_json(tmp_path, capsys):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(raw))
     out = tmp_path / "res" / "profile.json"
-    assert profile.main(["--stage", "--params", str(params), "--out", str(out)]) == 0
+    assert profile_stage.main(["--stage", "--params", str(params), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert set(res) == {"interir", "nafnet"}
     for entry in res.values():

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines import claims
-from pipelines.report_data import COMBINATION_ORDER, Estimate, bootstrap, difference, score_matrix
+from pipelines.reporting import claims
+from pipelines.reporting.inputs import COMBINATION_ORDER, Estimate, bootstrap, difference, score_matrix
 
 REPO = Path(__file__).resolve().parents[1]
 # Models of the fixture: four with results, one listed without results ("not run").
@@ -34,8 +34,8 @@ SOURCES = 10  # 10 images per combination: the minimum for a gain verdict (claim
 def _write_manifest(root: Path) -> list[dict]:
     from skimage import data
 
-    from pipelines.imageio import write_image
-    from pipelines.pairs import MANIFEST_COLUMNS
+    from pipelines.data.imageio import write_image
+    from pipelines.data.manifest import MANIFEST_COLUMNS
 
     photo = data.astronaut().astype(np.float32) / 255.0
     rng = np.random.default_rng(0)
@@ -62,8 +62,8 @@ def _write_results(base: Path, manifest: list[dict]) -> None:
     import torch
 
     from interir.registry import create_model, model_args
-    from pipelines import checkpoint
-    from pipelines.imageio import write_image
+    from pipelines.data.imageio import write_image
+    from pipelines.engine import checkpoint
 
     rng = np.random.default_rng(1)
     profile = {}
@@ -99,7 +99,7 @@ def _write_results(base: Path, manifest: list[dict]) -> None:
 def _write_mlflow_runs() -> None:
     import mlflow
 
-    from pipelines import tracking
+    from pipelines.common import tracking
 
     for model in ("interir", "deepsn_net"):
         tags = tracking.run_tags(model, "smoke", 0, "fixture")
@@ -126,10 +126,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
         raw["data"]["root"] = ""
         raw["report"] = {"bootstrap": 200, "ci": 0.95}
         (base / "params.yaml").write_text(yaml.safe_dump(raw))
-        from pipelines import report
+        from pipelines.stages import report
 
         rc = report.main(["--params", "params.yaml", "--out", "reports"])
-        from pipelines.report_mlflow import log_paper_runs
+        from pipelines.reporting.paper_runs import log_paper_runs
 
         again = log_paper_runs("smoke")  # second call must not add runs
         import mlflow
@@ -147,7 +147,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_report_writes_every_table_and_figure(built: dict) -> None:
-    from pipelines.report import FIGURES, TABLE_FILES
+    from pipelines.reporting.build import FIGURES, TABLE_FILES
 
     assert built["rc"] == 0
     out = built["out"]
@@ -208,7 +208,7 @@ def test_html_renders_in_chromium(built: dict, tmp_path: Path) -> None:
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (built["out"] / "index.html").as_uri()]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
-    from pipelines.report_tables import TITLES
+    from pipelines.reporting.tables import TITLES
 
     for title in TITLES.values():
         assert title.split(":")[0] + ":" in dom, title

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from pipelines import cli
-from pipelines.inference import pad_to_stride, restore_tensor
+from pipelines.engine.inference import pad_to_stride, restore_tensor
 from tests.test_evaluate import save_checkpoint
 
 
@@ -140,7 +140,7 @@ def test_tiled_cli_keeps_size(ckpt: Path, tmp_path: Path) -> None:
 
 def test_read_image_values_are_exact_levels(tmp_path: Path) -> None:
     """8-bit RGB and grayscale read as v / 255 and 16-bit as v / 65535, in float32, bit for bit."""
-    from pipelines.imageio import read_image
+    from pipelines.data.imageio import read_image
 
     rgb = _photo(21, 34)
     Image.fromarray(rgb).save(tmp_path / "rgb.png")

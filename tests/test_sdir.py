@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.env import UserError
-from pipelines.imageio import read_image, write_image
-from pipelines.sdir import find_sdir_sets, load_pairs
+from pipelines.common.env import UserError
+from pipelines.data.imageio import read_image, write_image
+from pipelines.data.sdir import find_sdir_sets, load_pairs
 
 
 def _img(path: Path, h: int = 8, w: int = 12, v: float = 0.5) -> Path:
@@ -27,7 +27,7 @@ def test_find_sdir_sets_on_the_real_data_root(data_root):
 
 def test_rain100h_real_pairs(data_root):
     pairs = load_pairs("rain100h", data_root / "rain100h")
-    assert [p.id for p in pairs] == [str(i) for i in range(1, 41)]
+    assert [p.name for p in pairs] == [str(i) for i in range(1, 41)]
     for p in pairs:
         assert p.input.parent.name == "input" and p.target.parent.name == "target" and p.input.name == p.target.name
     a, b = read_image(pairs[0].input), read_image(pairs[0].target)
@@ -40,7 +40,7 @@ def test_sots_indoor_real_pairs(data_root):
     scenes = sorted(int(p.target.stem) for p in pairs)
     assert scenes == list(range(1400, 1440))
     for p in pairs:
-        assert p.id.split("_")[0] == p.target.stem and p.target.parent.name == "gt"
+        assert p.name.split("_")[0] == p.target.stem and p.target.parent.name == "gt"
     a, b = read_image(pairs[0].input), read_image(pairs[0].target)
     assert a.shape == b.shape == (460, 620, 3)
 
@@ -59,7 +59,7 @@ def test_rain100l_flat_and_subfolder_naming(tmp_path):
         _img(flat / f"rain-{i:03d}.png")
         _img(flat / f"norain-{i:03d}.png")
     pairs = load_pairs("rain100l", flat)
-    assert [p.id for p in pairs] == ["rain-001", "rain-002", "rain-010"]
+    assert [p.name for p in pairs] == ["rain-001", "rain-002", "rain-010"]
     assert all(p.target.name == "norain-" + p.input.name[5:] for p in pairs)
     sub = tmp_path / "r"
     for i in (1, 2):
@@ -73,14 +73,14 @@ def test_test1200_input_target_and_its_hazy_clear(tmp_path):
     for i in (3, 20, 100):
         _img(t / "input" / f"{i}.png")
         _img(t / "target" / f"{i}.png")
-    assert [p.id for p in load_pairs("test1200", t)] == ["3", "20", "100"]
+    assert [p.name for p in load_pairs("test1200", t)] == ["3", "20", "100"]
     its = tmp_path / "ITS"
     _img(its / "clear" / "1.png")
     _img(its / "clear" / "2.png")  # clear images without hazy ones are allowed
     for k, beta in ((1, "0.74"), (2, "0.96")):
         _img(its / "hazy" / f"1_{k}_{beta}.png")
     pairs = load_pairs("its", its)
-    assert [(p.id, p.target.name) for p in pairs] == [("1_1_0.74", "1.png"), ("1_2_0.96", "1.png")]
+    assert [(p.name, p.target.name) for p in pairs] == [("1_1_0.74", "1.png"), ("1_2_0.96", "1.png")]
 
 
 def test_mismatched_pairs_name_the_file(tmp_path):

@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import yaml
 
-from pipelines import synthesize as syn
-from pipelines.config import load_params
-from pipelines.env import UserError
-from pipelines.imageio import read_image, write_image
-from pipelines.sources import group_near_duplicates, list_clean_sources, resolve_data_root, thumbnail
+from pipelines.common.config import load_params
+from pipelines.common.env import UserError
+from pipelines.data import synthesis as syn
+from pipelines.data.imageio import read_image, write_image
+from pipelines.data.manifest import COMBINATIONS
+from pipelines.data.sources import group_near_duplicates, list_clean_sources, resolve_data_root, thumbnail
+from pipelines.stages import synthesize as stage
 
 REPO = Path(__file__).resolve().parents[1]
 CROP, PATCH = 64, 32
@@ -78,7 +80,7 @@ def test_manifest_columns_counts_and_files(smoke_out):
     assert len(test) == 7 * 2 and len(train) == 3 * 3
     for s in test_sources:  # every test source under each of the 7 combinations, in the documented folders
         combos = {r["combination"]: r for r in test if r["source"] == s}
-        assert sorted(combos) == sorted(syn.COMBINATIONS)
+        assert sorted(combos) == sorted(COMBINATIONS)
         for c, r in combos.items():
             assert r["file"] == f"test/{c.replace('+', '_')}/{s}.png"
     meta = json.loads((smoke_out / "meta.json").read_text())
@@ -109,11 +111,11 @@ def test_combinations_match_paper_table6():
     if not table.is_file():
         pytest.skip(f"{table} not found")
     with table.open(newline="") as fh:
-        assert tuple(r["combination"] for r in csv.DictReader(fh)) == syn.COMBINATIONS
+        assert tuple(r["combination"] for r in csv.DictReader(fh)) == COMBINATIONS
 
 
 def test_degrade_cli_reproduces_a_manifest_row(smoke_out, tmp_path):
-    from pipelines import degrade
+    from pipelines.commands import degrade
 
     row = next(r for r in _rows(smoke_out) if r["combination"] == "haze+rain+noise")
     out = tmp_path / "x.png"
@@ -165,7 +167,7 @@ def test_corrupt_and_too_small_sources_are_reported_and_skipped(tmp_path, capsys
     raw["train"]["smoke"]["patch"] = PATCH
     params.write_text(yaml.safe_dump(raw))
     out = tmp_path / "out"
-    rc = syn.main(["--params", str(params), "--profile", "smoke", "--data-root", str(root), "--out", str(out),
+    rc = stage.main(["--params", str(params), "--profile", "smoke", "--data-root", str(root), "--out", str(out),
                    "--workers", "1"])
     assert rc == 0
     err = capsys.readouterr().err
@@ -181,10 +183,10 @@ def test_corrupt_and_too_small_sources_are_reported_and_skipped(tmp_path, capsys
 def test_missing_or_empty_data_root_is_a_user_error_and_writes_nothing(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(UserError, match="does not exist"):
-        syn.main(["--data-root", str(tmp_path / "nope"), "--out", str(out), "--params", str(REPO / "params.yaml")])
+        stage.main(["--data-root", str(tmp_path / "nope"), "--out", str(out), "--params", str(REPO / "params.yaml")])
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     with pytest.raises(UserError, match="no clean images"):
-        syn.main(["--data-root", str(tmp_path / "empty"), "--out", str(out), "--params", str(REPO / "params.yaml")])
+        stage.main(["--data-root", str(tmp_path / "empty"), "--out", str(out), "--params", str(REPO / "params.yaml")])
     root = tmp_path / "allbad"
     (root / "clean" / "x").mkdir(parents=True)
     (root / "clean" / "x" / "a.png").write_bytes(b"garbage")

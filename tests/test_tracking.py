@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import cli, tracking
+from pipelines import cli
+from pipelines.common import tracking
 from tests.conftest import write_params
 from tests.test_evaluate import save_checkpoint
 
@@ -25,7 +26,6 @@ def test_tags_line_up_with_the_paper_tables() -> None:
     assert "table4:baseline + explainable conv" in tags["paper.row"]
     assert tracking.run_name("deepsn_xconv", "small", 2) == "deepsn_xconv/small/s2"
     assert tracking.experiment_name("small") == "interir-bench/small"
-    assert tracking.flat_params({"a": {"b": 1, "c": [1, 2]}}) == {"a.b": "1", "a.c": "[1, 2]"}
 
 
 def _free_port() -> int:
@@ -108,7 +108,7 @@ def test_train_and_evaluate_log_one_run_through_a_tracking_server(mlflow_server:
 
 
 def test_ui_command_binds_localhost_with_one_worker() -> None:
-    from pipelines.ui import command
+    from pipelines.commands.ui import command
 
     cmd = command("127.0.0.1", 5000, "sqlite:///mlflow.db")
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--workers") + 1] == "1"

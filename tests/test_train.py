@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines import checkpoint as ckpt_io
 from pipelines import cli
-from pipelines.config import load_params, lr_at
-from pipelines.pairs import PatchSampler, read_manifest
+from pipelines.common.config import load_params
+from pipelines.data.manifest import read_manifest
+from pipelines.data.sampler import PatchSampler
+from pipelines.engine import checkpoint as ckpt_io
+from pipelines.engine.loop import lr_at
 from tests.conftest import REPO, make_tiny_mdir, write_params
 
 # Small enough for seconds on one thread, long enough that a SIGKILL lands mid-run.
@@ -85,7 +87,7 @@ def test_flips_happen_both_ways(tiny_mdir: Path) -> None:
     """Over many steps, patches equal to a flipped crop of the source show up (h and v)."""
     pairs = read_manifest(tiny_mdir, "train")
     s = PatchSampler(pairs, 48, seed=0)  # patch == image size: the only freedom is the flips
-    from pipelines.pairs import load_pair
+    from pipelines.data.manifest import load_pair
 
     imgs = [torch.from_numpy(load_pair(p)[1]).permute(2, 0, 1).float() / 255 for p in pairs]
     seen = set()
@@ -248,26 +250,32 @@ def test_tampered_resume_checkpoint_is_a_one_line_error(tiny_mdir: Path, tmp_pat
 
 
 def test_batch_not_divisible_by_processes_is_refused(tiny_mdir: Path, tmp_path: Path) -> None:
-    from pipelines.env import UserError
-    from pipelines.train import DistInfo, _train
+    from pipelines.common.env import UserError
+    from pipelines.engine.distributed import DistInfo
+    from pipelines.engine.loop import setup
 
     params = load_params(write_params(tmp_path / "params.yaml", **{**LOOP, "batch": 3}))
     with pytest.raises(UserError, match="global"):
-        _train("nafnet", params, 0, tiny_mdir, tmp_path / "ck", tmp_path / "out", False, None,
-               DistInfo(rank=0, world=2))
+        setup("nafnet", params, 0, tiny_mdir, tmp_path / "ck", tmp_path / "out", DistInfo(rank=0, world=2))
 
 
 def test_worker_prefetch_gives_the_same_batches(tiny_mdir: Path) -> None:
-    from pipelines.config import TrainConfig
-    from pipelines.train import DistInfo, _batches
+    from types import SimpleNamespace
+
+    from pipelines.common.config import TrainConfig
+    from pipelines.engine.distributed import DistInfo
+    from pipelines.engine.loop import batches
 
     cfg = load_params(REPO / "params.yaml", "smoke").train
     pairs = read_manifest(tiny_mdir, "train")
     s = PatchSampler(pairs, 16, seed=1)
-    inline = list(_batches(s, TrainConfig(**{**cfg.__dict__, "iters": 5, "batch": 2, "num_workers": 0}), 2,
-                           DistInfo(), False))
-    workers = list(_batches(s, TrainConfig(**{**cfg.__dict__, "iters": 5, "batch": 2, "num_workers": 1}), 2,
-                            DistInfo(), False))
+
+    def run(workers: int) -> SimpleNamespace:
+        return SimpleNamespace(cfg=TrainConfig(**{**cfg.__dict__, "iters": 5, "batch": 2, "num_workers": workers}),
+                               dist=DistInfo(), sampler=s, device=torch.device("cpu"))
+
+    inline = list(batches(run(0), 2))
+    workers = list(batches(run(1), 2))
     assert len(inline) == len(workers) == 3
     for (a, b), (c, d) in zip(inline, workers):
         assert torch.equal(a, c) and torch.equal(b, d)

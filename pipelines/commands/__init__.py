@@ -1,0 +1,1 @@
+"""``interir-bench`` subcommands that are not DVC stages (models, degrade, restore, ui)."""

@@ -1,0 +1,1 @@
+"""Code every part shares: params (config), process environment, MLflow tracking, paths, atomic files."""

@@ -1,0 +1,245 @@
+"""params.yaml -> frozen dataclasses.
+
+Layout of ``params.yaml``: a top-level ``profile`` (smoke | small | paper) and one section
+per stage. Inside a section, a key is either common to all profiles or given under each
+profile's sub-mapping (``train.smoke.iters``), never both: every value is written once,
+so ``dvc exp run -S train.smoke.iters=500`` is unambiguous. All three profiles are
+validated on every load, so a typo in the ``paper`` block fails a smoke run too.
+Unknown and missing keys are errors naming the key; derived values are properties.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from interir.presets import PRESETS
+from pipelines.common.env import UserError
+from pipelines.common.paths import PARAMS as DEFAULT_PARAMS
+
+PROFILES = PRESETS  # a profile runs every model at the preset of the same name
+
+
+class ConfigError(UserError):
+    """A params file that does not match the schema (message names the key)."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str  # "" = $INTERIR_DATA, else the scikit-image photos
+
+
+@dataclass(frozen=True)
+class SynthesizeConfig:
+    seed: int
+    workers: int  # 0 = all cores
+    test_fraction: float
+    haze_range: tuple[float, float]  # visibility in metres (TANet reading), 0 = off
+    rain_range: tuple[float, float]  # TANet streak-seed density
+    noise_range: tuple[float, float]  # Gaussian sigma on the 0-255 scale
+    depth_proxy: str
+    max_train_sources: int  # 0 = all available
+    max_test_sources: int
+    train_pairs_per_source: int
+    crop: int  # sources are centre-cropped to at most crop x crop (0 = keep size)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iters: int
+    batch: int  # global batch (split across processes under torchrun)
+    patch: int
+    lr: float
+    lr_min: float
+    warmup_iters: int
+    beta1: float
+    beta2: float
+    fft_weight: float
+    grad_clip: float
+    log_every: int
+    ckpt_every: int
+    num_workers: int
+    amp_bf16: bool
+    channels_last: bool
+
+    @property
+    def cosine_iters(self) -> int:
+        """Length of the cosine part of the schedule (derived, never written)."""
+        return max(1, self.iters - self.warmup_iters)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    tile: int  # 0 = whole image
+    tile_overlap: int
+    save_images: int  # how many restored images per set to keep for the report
+    batch: int  # test pairs per chunk (one forward pass per size); 0 = the model card's eval_batch
+    workers: int  # threads that each read, restore and score chunks; 0 = auto (pipelines.common.env.eval_workers)
+
+    def __post_init__(self) -> None:
+        for key in ("batch", "workers"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"params key evaluate.{key} must be 0 (auto) or positive, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class ProfilingConfig:
+    size: int  # square input side for MACs and latency (paper: 256)
+    repeats: int  # CPU latency = median of this many batch-1 forwards
+    paper_preset: bool  # also count params and MACs at the paper preset (meta device, no allocation)
+    paper_full: bool  # ... and run fvcore + CPU latency at the paper preset (real tensors; slow)
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    bootstrap: int
+    ci: float
+
+
+@dataclass(frozen=True)
+class Params:
+    profile: str
+    models: tuple[str, ...]
+    seeds: tuple[int, ...]
+    data: DataConfig
+    synthesize: SynthesizeConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    profiling: ProfilingConfig
+    report: ReportConfig
+
+    @property
+    def preset(self) -> str:
+        """Model preset used by the pipeline: the profile's name (derived)."""
+        return self.profile
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+T = TypeVar("T")
+_SECTIONS = {
+    "data": DataConfig,
+    "synthesize": SynthesizeConfig,
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "profiling": ProfilingConfig,
+    "report": ReportConfig,
+}
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    typ_s = str(typ)
+    if typ_s.startswith("tuple"):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = typ.__args__[0] if hasattr(typ, "__args__") else float
+        return tuple(_coerce(v, inner, where) for v in value)
+    if typ in (float, "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)  # YAML reads 1e-4 (no dot) as a string
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if typ in (int, "int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if typ in (bool, "bool"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if typ in (str, "str"):
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def build(cls: type[T], raw: dict[str, Any], where: str, paths: dict[str, str] | None = None) -> T:
+    """Instantiate dataclass ``cls`` from ``raw``; unknown or missing keys are errors.
+
+    ``paths`` maps a key to the dotted path it was read from, for error messages.
+    """
+    paths = paths or {}
+    path = lambda k: paths.get(k, f"{where}.{k}")  # noqa: E731
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown params key {path(unknown[0])} (known: {', '.join(fields)})")
+    missing = [n for n in fields if n not in raw]
+    if missing:
+        raise ConfigError(f"missing params key {where}.{missing[0]}")
+    hints = _type_hints(cls)
+    return cls(**{k: _coerce(v, hints[k], path(k)) for k, v in raw.items()})
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(cls)
+
+
+def resolve_section(cls: type[T], raw: dict[str, Any], profile: str, where: str) -> T:
+    """Merge the common keys of a section with one profile's block, validating every profile."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    common = {k: v for k, v in raw.items() if k not in PROFILES}
+    chosen = None
+    for p in PROFILES:
+        block = raw.get(p) or {}
+        if not isinstance(block, dict):
+            raise ConfigError(f"{where}.{p}: expected a mapping")
+        both = sorted(set(block) & set(common))
+        if both:
+            raise ConfigError(f"params key {where}.{both[0]} is written twice (common and {where}.{p}.{both[0]})")
+        # Name a bad key where it is written: `train.lr` (common) or `train.smoke.lr` (profile block).
+        paths = {k: f"{where}.{p}.{k}" for k in block}
+        cfg = build(cls, {**common, **block}, where, paths)
+        if p == profile:
+            chosen = cfg
+    assert chosen is not None
+    return chosen
+
+
+def load_params(path: str | os.PathLike = DEFAULT_PARAMS, profile: str | None = None) -> Params:
+    """Load and validate ``params.yaml``; ``profile`` overrides the file's top-level one."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    top = {"profile", "models", "seeds", *_SECTIONS}
+    unknown = sorted(set(raw) - top)
+    if unknown:
+        raise ConfigError(f"unknown params key {unknown[0]} in {path} (known: {', '.join(sorted(top))})")
+    missing = sorted(top - set(raw))
+    if missing:
+        raise ConfigError(f"missing params key {missing[0]} in {path}")
+    prof = profile or raw["profile"]
+    if prof not in PROFILES:
+        raise ConfigError(f"unknown profile {prof!r} (choose one of {', '.join(PROFILES)})")
+    models = raw["models"]
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models) or not models:
+        raise ConfigError(f"params key models: expected a non-empty list of model names, got {models!r}")
+    seeds = raw["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
+        raise ConfigError(f"params key seeds: expected a non-empty list of integers, got {seeds!r}")
+    sections = {name: resolve_section(cls, raw[name], prof, name) for name, cls in _SECTIONS.items()}
+    return Params(profile=prof, models=tuple(models), seeds=tuple(seeds), **sections)

@@ -1,0 +1,39 @@
+"""Where every stage reads and writes: the one owner of the project's paths and run folder names.
+
+Defaults are relative to the project root (where ``dvc.yaml`` is); every stage takes its folders as
+arguments, so tests and other layouts pass their own. ``dvc.yaml`` spells the same paths (it cannot
+import them); ``tests/test_layout.py`` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+DATA_DIR = Path("datasets/mdir")  # the synthesized MDIR set (manifest.csv, images)
+TRAIN_DIR = Path("results/train")  # <run>/model.pt, <run>/train.json
+CKPT_DIR = Path("checkpoints")  # <run>/last.pt: resume state, never cached
+EVAL_DIR = Path("results/eval")  # <run>/per_image.csv, metrics.json, samples/
+PROFILE_JSON = Path("results/profile.json")
+REPORT_DIR = Path("reports")  # index.html, tables/, figures/
+
+MODEL_FILE = "model.pt"
+TRAIN_SUMMARY = "train.json"
+PER_IMAGE = "per_image.csv"
+EVAL_METRICS = "metrics.json"
+SAMPLES = "samples"
+
+
+def run_name(model: str, seed: int) -> str:
+    """Folder name of a (model, seed) run under ``results/`` and ``checkpoints/``."""
+    return f"{model}-s{seed}"
+
+
+def model_file(train_dir: str | Path, model: str, seed: int) -> Path:
+    """The final checkpoint of a (model, seed) run."""
+    return Path(train_dir) / run_name(model, seed) / MODEL_FILE
+
+
+def eval_run_dir(eval_dir: str | Path, model: str, seed: int) -> Path:
+    """The evaluate stage's folder of a (model, seed) run."""
+    return Path(eval_dir) / run_name(model, seed)

@@ -1,0 +1,1 @@
+"""Engine: the training loop, distributed helpers, checkpoints, inference, metrics, evaluation, MAC counting."""

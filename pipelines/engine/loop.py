@@ -1,0 +1,307 @@
+"""The one training loop for every registered model (nanoGPT style: set-up in helpers, one straight loop).
+
+Iteration-based: Adam (beta1, beta2 from params), warm-up + cosine annealing from ``lr`` to ``lr_min``
+(:func:`lr_at`, a pure function of the step), the L1 + 0.1*FFT-L1 loss, random patches with h/v flips
+drawn per step from (seed, step) (:mod:`pipelines.data.sampler`), and gradient-norm clipping.
+
+Auto-resume: ``<ckpt-dir>/last.pt`` is written atomically every ``ckpt_every`` steps; a run started again
+(after a crash or SIGKILL) continues from it and, on the CPU, ends with bit-identical weights. A
+non-finite loss stops the run, keeps the last good checkpoint and marks the MLflow run FAILED.
+
+Data parallel under ``torchrun`` (:mod:`pipelines.engine.distributed`): each process takes its slice of
+the global batch (``train.<profile>.batch``), DDP averages gradients, rank 0 alone logs and writes
+checkpoints, resume state is read by rank 0 and broadcast. MLflow: one run per (model, profile, seed),
+see :mod:`pipelines.common.tracking`. User guide: ``docs/engine.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipelines.common.config import Params, TrainConfig
+from pipelines.common.env import UserError
+from pipelines.common.files import ensure_writable_dir, write_text
+from pipelines.common.paths import MODEL_FILE, TRAIN_SUMMARY
+from pipelines.data.manifest import data_version, read_manifest
+from pipelines.data.sampler import PatchSampler, StepBatches
+from pipelines.engine import checkpoint as ckpt_io
+from pipelines.engine import distributed as dist_mod
+from pipelines.engine.distributed import DistInfo
+
+# Train keys that change neither the batches nor the arithmetic: editing them keeps a checkpoint resumable.
+_NOT_IN_RESUME_KEY = ("log_every", "ckpt_every", "num_workers")
+
+
+class TrainingError(UserError):
+    """The run cannot continue (non-finite loss, ...); the last good checkpoint is kept."""
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine annealing from ``lr`` to ``lr_min`` over ``cosine_iters``."""
+    if step < cfg.warmup_iters:
+        return cfg.lr * (step + 1) / cfg.warmup_iters
+    t = min(1.0, (step - cfg.warmup_iters) / cfg.cosine_iters)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _plain(obj: Any) -> Any:
+    """Tuples -> lists, recursively: what a ``weights_only`` checkpoint and JSON can hold."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything the loop touches, built once by :func:`setup`."""
+
+    name: str
+    params: Params
+    seed: int
+    dist: DistInfo
+    device: torch.device
+    model: torch.nn.Module  # the bare model (checkpoints, clipping)
+    net: torch.nn.Module  # what the forward pass calls: the model, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    loss_fn: torch.nn.Module
+    args: dict[str, Any]  # constructor arguments (recorded in checkpoints)
+    key: dict[str, Any]  # what must match for a checkpoint to be resumed
+    data_version: str
+    sampler: PatchSampler
+    last: Path  # the resume checkpoint
+    out_dir: Path
+    memory_format: torch.memory_format
+    n_params: int
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.params.train
+
+
+@dataclasses.dataclass
+class Progress:
+    """What a resume restores besides the weights: the step, the MLflow run and the loss window."""
+
+    step: int = 0
+    run_id: str | None = None
+    losses: list[float] = dataclasses.field(default_factory=list)  # checkpointed, so logged means match
+    last_good: str = "none yet"
+
+
+def setup(model_name: str, params: Params, seed: int, data_dir: Path, ckpt_dir: Path, out_dir: Path,
+          dist: DistInfo) -> Run:
+    """Check the outputs, read the data, build the seeded model and its optimizer."""
+    from interir.losses import L1FFTLoss
+    from interir.registry import create_model, model_args
+
+    cfg = params.train
+    device = dist_mod.pick_device(dist)
+    if cfg.batch % dist.world:
+        raise UserError(f"train batch {cfg.batch} (global) is not divisible by the {dist.world} processes")
+    pairs = read_manifest(data_dir, "train")
+    dver = data_version(data_dir)
+    args = model_args(model_name, params.preset)
+    train_keys = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_RESUME_KEY}
+    key = {"model": model_name, "model_args": _plain(args), "train": train_keys, "seed": seed, "data_version": dver}
+    if dist.is_main:
+        ensure_writable_dir(ckpt_dir)
+        ensure_writable_dir(out_dir)
+    seed_everything(seed)
+    memory_format = torch.channels_last if cfg.channels_last and device.type == "cuda" else torch.contiguous_format
+    model = create_model(model_name, params.preset).to(device).to(memory_format=memory_format)
+    net: torch.nn.Module = model
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    return Run(model_name, params, seed, dist, device, model, net, opt, L1FFTLoss(cfg.fft_weight), args, key, dver,
+               PatchSampler(pairs, cfg.patch, seed=seed), ckpt_dir / "last.pt", out_dir, memory_format,
+               sum(p.numel() for p in model.parameters()))
+
+
+def resume(run: Run) -> Progress:
+    """Continue from ``last.pt`` when it was written for this run's key; rank 0 reads, every rank loads."""
+    state, err = None, None
+    if run.dist.is_main and run.last.exists():
+        try:
+            state = ckpt_io.load(run.last, expect_model=run.name)
+        except UserError as exc:
+            err = str(exc)
+    state, err = dist_mod.broadcast_from_main((state, err), run.dist)
+    if err is not None:
+        raise ckpt_io.CheckpointError(err)
+    if state is None:
+        return Progress()
+    if state.get("resume_key") != run.key:
+        if run.dist.is_main:
+            print(f"{run.last}: written for another config or data version; starting afresh", file=sys.stderr)
+        return Progress()
+    run.model.load_state_dict(state["model_state"])
+    run.opt.load_state_dict(state["optimizer_state"])
+    ckpt_io.set_rng_state(state["rng"])
+    step = int(state["step"])
+    if run.dist.is_main:
+        print(f"resuming {run.name} from step {step} ({run.last})", file=sys.stderr)
+    return Progress(step, state.get("mlflow_run_id"), [float(v) for v in state.get("recent_losses", [])],
+                    f"{run.last} (step {step})")
+
+
+def checkpoint_payload(run: Run, prog: Progress, resumable: bool) -> dict[str, Any]:
+    """A self-describing checkpoint at ``prog.step``; ``resumable`` adds optimizer and RNG states."""
+    cfg, step = run.cfg, prog.step
+    payload = {
+        "model": run.name, "model_args": _plain(run.args), "preset": run.params.preset,
+        "profile": run.params.profile, "config": _plain(run.params.to_dict()), "resume_key": run.key,
+        "step": step, "seed": run.seed, "data_version": run.data_version, "world_size": run.dist.world,
+        "model_state": run.model.state_dict(),
+        "scheduler": {"kind": "warmup_cosine", "lr": cfg.lr, "lr_min": cfg.lr_min, "warmup_iters": cfg.warmup_iters,
+                      "cosine_iters": cfg.cosine_iters, "last_lr": lr_at(cfg, max(step - 1, 0))},
+        "mlflow_run_id": prog.run_id,
+        "recent_losses": [float(v) for v in prog.losses[-cfg.log_every:]],
+    }
+    if resumable:
+        payload["optimizer_state"] = run.opt.state_dict()
+        payload["rng"] = ckpt_io.rng_state()
+    return payload
+
+
+def batches(run: Run, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This rank's batches for steps ``start, start+1, ...``: in-process, or prefetched by loader workers."""
+    cfg, d = run.cfg, run.dist
+    if cfg.num_workers <= 0:
+        return (run.sampler.batch(s, cfg.batch, d.rank, d.world) for s in range(start, cfg.iters))
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(StepBatches(run.sampler, cfg.batch, d.rank, d.world), batch_size=None,
+                        sampler=range(start, cfg.iters), num_workers=cfg.num_workers,
+                        pin_memory=run.device.type == "cuda", prefetch_factor=2)
+    return iter(loader)
+
+
+@contextlib.contextmanager
+def tracking(run: Run, prog: Progress, enabled: bool) -> Iterator[Any]:
+    """The MLflow run of this training (rank 0 only; reopened on resume); yields mlflow or None."""
+    if not (enabled and run.dist.is_main):
+        yield None
+        return
+    import mlflow
+
+    from pipelines.common import tracking as trk
+
+    tags = trk.run_tags(run.name, run.params.profile, run.seed, run.data_version)
+    with trk.tracked_run(run.params.profile, trk.run_name(run.name, run.params.profile, run.seed), tags,
+                         run_id=prog.run_id) as active:
+        prog.run_id = active.info.run_id
+        if not active.data.params:  # a new run (not a resumed one): few, flat params
+            cfg = run.cfg
+            mlflow.log_params({
+                "model": run.name, "preset": run.params.preset, "profile": run.params.profile, "seed": run.seed,
+                "iters": cfg.iters, "batch_global": cfg.batch, "patch": cfg.patch, "lr": cfg.lr,
+                "lr_min": cfg.lr_min, "warmup_iters": cfg.warmup_iters, "fft_weight": cfg.fft_weight,
+                "grad_clip": cfg.grad_clip, "amp_bf16": cfg.amp_bf16, "n_params": run.n_params,
+                "world_size": run.dist.world, "data_version": run.data_version,
+            })
+            mlflow.log_dict(_plain(run.params.to_dict()), "config/params_resolved.json")
+        yield mlflow
+
+
+def finish(run: Run, prog: Progress, mlflow: Any, steps_this_run: int, elapsed: float) -> dict[str, Any]:
+    """Write ``model.pt`` and ``train.json`` (rank 0) and log the run's summary; return the summary."""
+    summary = {
+        "model": run.name, "seed": run.seed, "steps": run.cfg.iters, "resumed_from": run.cfg.iters - steps_this_run,
+        "final_loss": float(np.mean(prog.losses[-run.cfg.log_every:])) if prog.losses else None,
+        "it_per_s": steps_this_run / elapsed if elapsed > 0 else 0.0, "batch_global": run.cfg.batch,
+        "n_params": run.n_params, "world_size": run.dist.world, "device": str(run.device),
+        "data_version": run.data_version, "mlflow_run_id": prog.run_id,
+    }
+    if run.dist.is_main:
+        final = run.out_dir / MODEL_FILE
+        ckpt_io.save(final, checkpoint_payload(run, prog, resumable=False))
+        write_text(run.out_dir / TRAIN_SUMMARY, json.dumps(summary, indent=2))
+        if mlflow is not None:
+            mlflow.log_metrics({"train/it_per_s": summary["it_per_s"]}, step=run.cfg.iters)
+            mlflow.log_artifact(str(final), "checkpoint")
+    dist_mod.barrier(run.dist)
+    return summary
+
+
+def train(model_name: str, params: Params, seed: int, data_dir: Path, ckpt_dir: Path, out_dir: Path,
+          track: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+    """Train ``model_name``; write ``out_dir/model.pt`` and ``out_dir/train.json``; return the summary.
+
+    ``stop_after`` ends this invocation after that many steps (tests of resumption): the run is left
+    resumable and the final outputs are not written.
+    """
+    dist = dist_mod.init_distributed("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        run = setup(model_name, params, seed, Path(data_dir), Path(ckpt_dir), Path(out_dir), dist)
+        cfg, prog = run.cfg, resume(run)
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp_bf16 and run.device.type == "cuda" \
+            else contextlib.nullcontext()
+        data = batches(run, prog.step)
+        with tracking(run, prog, track) as mlflow:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(range(prog.step, cfg.iters), initial=prog.step, total=cfg.iters, desc=f"train {model_name}",
+                       disable=not dist.is_main, dynamic_ncols=True, file=sys.stderr, unit="it")
+            run.net.train()
+            steps_this_run, t0 = 0, time.perf_counter()
+            for step in bar:
+                lr = lr_at(cfg, step)
+                for g in run.opt.param_groups:
+                    g["lr"] = lr
+                x, y = (t.to(run.device, non_blocking=True, memory_format=run.memory_format) for t in next(data))
+                with amp:
+                    pred = run.net(x)
+                loss = run.loss_fn(pred.float(), y)
+                lval = dist_mod.global_mean(loss, dist)
+                if not math.isfinite(lval):
+                    raise TrainingError(f"non-finite loss ({lval}) at step {step + 1} of {model_name} (seed {seed}); "
+                                        f"run stopped, last good checkpoint: {prog.last_good}; lower train.lr or "
+                                        "check the data")
+                run.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+                run.opt.step()
+                prog.step, steps_this_run = step + 1, steps_this_run + 1
+                prog.losses = [*prog.losses, lval][-cfg.log_every:]
+                bar.set_postfix(loss=f"{lval:.4f}", lr=f"{lr:.2e}", refresh=False)
+                if mlflow is not None and (prog.step % cfg.log_every == 0 or prog.step == cfg.iters):
+                    mlflow.log_metrics({"train/loss": float(np.mean(prog.losses)), "train/lr": lr}, step=prog.step)
+                if prog.step % cfg.ckpt_every == 0 or prog.step == cfg.iters:
+                    if dist.is_main:
+                        ckpt_io.save(run.last, checkpoint_payload(run, prog, resumable=True))
+                    prog.last_good = f"{run.last} (step {prog.step})"
+                    dist_mod.barrier(dist)
+                if stop_after is not None and steps_this_run >= stop_after:
+                    bar.close()
+                    if mlflow is not None:
+                        mlflow.end_run(status="KILLED")  # deliberately stopped; a restart reopens it
+                    return {"stopped_at": prog.step}
+            bar.close()
+            return finish(run, prog, mlflow, steps_this_run, time.perf_counter() - t0)
+    finally:
+        dist_mod.shutdown(dist)

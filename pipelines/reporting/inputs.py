@@ -1,0 +1,275 @@
+"""Inputs of the report: reference tables, per-image results, profile.json, MLflow runs, provenance.
+
+Also the report's statistics: a bootstrap over test images (and over seeds when a model has
+several) of a mean or of a difference of means, paired on the test images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.common.paths import run_name
+
+REFERENCE_TABLES = ("table1_mdir", "table2_dehaze", "table3_derain_y", "table4_ablation",
+                    "table5_transplant", "table6_mdir_levels", "table7_conv_alternatives", "table8_resources")
+COMBINATION_ORDER = ("haze+rain+noise", "haze+rain", "haze+noise", "rain+noise", "haze", "rain", "noise")
+# Our SDIR set names (lower case, as the loaders name them) -> the paper's test-set label.
+SDIR_LABELS = {"sots-indoor": "SOTS-Indoor", "sots-outdoor": "SOTS-Outdoor", "rain100h": "Rain100H",
+               "rain100l": "Rain100L", "test100": "Test100", "test1200": "Test1200"}
+
+
+def reference_table(name: str) -> pd.DataFrame:
+    """A paper table from the packaged reference CSVs (numbers quoted from the paper)."""
+    with resources.files("pipelines.reporting.reference").joinpath(f"{name}.csv").open() as fh:
+        return pd.read_csv(fh)
+
+
+def reference_hash() -> str:
+    """Short hash of every reference CSV (identifies the quoted numbers; used for idempotent paper runs)."""
+    h = hashlib.sha256()
+    for name in (*REFERENCE_TABLES, "claims"):
+        h.update(resources.files("pipelines.reporting.reference").joinpath(f"{name}.csv").read_bytes())
+    return h.hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its bootstrap interval, the number of test images and of seeds."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+    seeds: int
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.value))
+
+
+NAN_EST = Estimate(float("nan"), float("nan"), float("nan"), 0, 0)
+
+
+def score_matrix(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Seeds x images matrix of ``metric`` (images present for every seed only)."""
+    if frame.empty:
+        return pd.DataFrame()
+    return frame.groupby(["seed", "image"], sort=True)[metric].mean().unstack("image").dropna(axis=1)
+
+
+def bootstrap(mats: Sequence[pd.DataFrame], weights: Sequence[float], n_boot: int, ci: float,
+              seed: int = 0) -> Estimate:
+    """Bootstrap of ``sum_k w_k * mean(mat_k)`` over shared test images (paired) and each model's seeds.
+
+    Every matrix is seeds x images; images are restricted to those all matrices share and are
+    resampled jointly (a paired design), each matrix's seeds independently (when it has more
+    than one). With one image the interval is NaN.
+    """
+    mats = [m for m in mats]
+    if not mats or any(m.empty for m in mats):
+        return NAN_EST
+    common = sorted(set.intersection(*(set(m.columns) for m in mats)))
+    if not common:
+        return NAN_EST
+    arrs = [m[common].to_numpy(dtype=float) for m in mats]
+    point = float(sum(w * a.mean() for w, a in zip(weights, arrs)))
+    n_img = len(common)
+    seeds = min(a.shape[0] for a in arrs)
+    if n_img < 2 or n_boot <= 0:
+        return Estimate(point, float("nan"), float("nan"), n_img, seeds)
+    rng = np.random.default_rng(seed)
+    img_idx = rng.integers(0, n_img, size=(n_boot, n_img))
+    stats = np.zeros(n_boot)
+    for w, a in zip(weights, arrs):
+        s = a.shape[0]
+        if s > 1:
+            seed_idx = rng.integers(0, s, size=(n_boot, s))
+            vals = a[seed_idx[:, :, None], img_idx[:, None, :]].mean(axis=(1, 2))
+        else:
+            vals = a[0][img_idx].mean(axis=1)
+        stats += w * vals
+    lo, hi = np.quantile(stats, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return Estimate(point, float(lo), float(hi), n_img, seeds)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def load_per_image(eval_dir: Path, models: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:
+    """All ``per_image.csv`` of the (model, seed) runs that exist, with ``model`` and ``seed`` columns."""
+    frames = []
+    for m in models:
+        for s in seeds:
+            f = Path(eval_dir) / run_name(m, s) / "per_image.csv"
+            if f.is_file():
+                df = pd.read_csv(f, keep_default_na=False, na_values=[""])
+                df["combination"] = df["combination"].fillna("")
+                df["set"] = df["set"].astype(str)
+                df["model"], df["seed"] = m, s
+                frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["image", "set", "combination", "haze", "rain", "noise", "psnr", "ssim", "psnr_y", "ssim_y",
+                 "runtime_s", "model", "seed"])
+
+
+def select(per_image: pd.DataFrame, model: str, set_name: str, combination: str = "") -> pd.DataFrame:
+    """Rows of one model on one set (case-insensitive), optionally one MDIR combination."""
+    if per_image.empty:
+        return per_image
+    sel = per_image[(per_image["model"] == model) & (per_image["set"].str.lower() == set_name.lower())]
+    if combination and combination != "average":
+        sel = sel[sel["combination"] == combination]
+    return sel
+
+
+def estimate(per_image: pd.DataFrame, model: str, set_name: str, metric: str, n_boot: int, ci: float,
+             combination: str = "") -> Estimate:
+    """Mean of ``metric`` with its bootstrap interval (NaN estimate when the model has no such rows)."""
+    return bootstrap([score_matrix(select(per_image, model, set_name, combination), metric)], [1.0], n_boot, ci)
+
+
+def difference(per_image: pd.DataFrame, model_a: str, model_b: str, set_name: str, metric: str, n_boot: int,
+               ci: float, combination: str = "") -> Estimate:
+    """mean(A) - mean(B) on the test images both were scored on, paired bootstrap interval."""
+    a = score_matrix(select(per_image, model_a, set_name, combination), metric)
+    b = score_matrix(select(per_image, model_b, set_name, combination), metric)
+    return bootstrap([a, b], [1.0, -1.0], n_boot, ci)
+
+
+def load_profile(path: Path) -> dict[str, Any]:
+    """``results/profile.json`` (``{}`` when absent)."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def profile_value(profile: dict[str, Any], model: str, preset: str, key: str) -> float:
+    try:
+        return float(profile[model][preset][key])
+    except (KeyError, TypeError, ValueError):
+        return float("nan")
+
+
+# --------------------------------------------------------------------------- MLflow
+
+
+def mlflow_runs(profile: str) -> pd.DataFrame:
+    """Every run of the profile's experiment as a DataFrame (empty when there is none)."""
+    from pipelines.common import tracking
+
+    mlflow = tracking.setup(profile)
+    exp = mlflow.get_experiment_by_name(tracking.experiment_name(profile))
+    if exp is None:
+        return pd.DataFrame()
+    runs = mlflow.search_runs(experiment_ids=[exp.experiment_id], output_format="pandas")
+    return runs if isinstance(runs, pd.DataFrame) else pd.DataFrame()
+
+
+def latest_runs(runs: pd.DataFrame, models: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:
+    """The newest reproduced run per (model, seed) among ``models`` x ``seeds``.
+
+    One MLflow run per (model, profile, seed) holds both the training (``train/loss``) and
+    the evaluate stage's metrics (:mod:`pipelines.common.tracking`).
+    """
+    need = {"tags.model", "tags.seed", "tags.role"}
+    if runs.empty or not need <= set(runs.columns):
+        return pd.DataFrame(columns=["run_id", "tags.model", "tags.seed", "status"])
+    sel = runs[(runs["tags.role"] == "reproduced") & runs["tags.model"].isin(list(models))
+               & runs["tags.seed"].isin([str(s) for s in seeds])]
+    sel = sel.sort_values("start_time", ascending=False)
+    return sel.drop_duplicates(["tags.model", "tags.seed"]).reset_index(drop=True)
+
+
+def loss_history(run_ids: dict[str, str], key: str = "train/loss") -> pd.DataFrame:
+    """``train/loss`` history of each run (label -> run id) as a long DataFrame (label, step, value)."""
+    if not run_ids:
+        return pd.DataFrame(columns=["label", "step", "value"])
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    rows = []
+    for label, rid in run_ids.items():
+        for m in client.get_metric_history(rid, key):
+            rows.append({"label": label, "step": m.step, "value": m.value})
+    return pd.DataFrame(rows, columns=["label", "step", "value"])
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def _cmd(args: list[str]) -> str:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=20, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def git_commit() -> str:
+    sha = _cmd(["git", "rev-parse", "--short=12", "HEAD"])
+    if not sha:
+        return "unknown"
+    dirty = _cmd(["git", "status", "--porcelain", "--untracked-files=no"])
+    return sha + (" (uncommitted changes)" if dirty else "")
+
+
+def dvc_data_hash(lock: Path = Path("dvc.lock"), out: str = "datasets/mdir") -> str:
+    """md5 of the synthesized set as recorded by DVC in ``dvc.lock`` ("" when not locked)."""
+    if not lock.is_file():
+        return ""
+    import yaml
+
+    try:
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        for o in stages.get("synthesize", {}).get("outs", []):
+            if o.get("path") == out:
+                return str(o.get("md5", ""))
+    except (yaml.YAMLError, AttributeError):
+        return ""
+    return ""
+
+
+def hardware() -> str:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))
+                 .split()[1])
+        mem = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return f"{cpu or platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs{mem}; " \
+           f"{platform.platform()}"
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "numpy", "pandas", "scikit-image", "scikit-learn", "matplotlib", "seaborn", "mlflow",
+                "dvc", "fvcore"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "-"
+    return out
