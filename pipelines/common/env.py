@@ -26,9 +26,9 @@ OFFLINE_DEFAULTS = {
 
 # glibc's malloc serves blocks above its mmap threshold (128 KiB, raised on the fly to at most 32 MiB)
 # with fresh mmaps and returns free memory above its trim threshold to the kernel, so a batch of
-# 256x256 feature maps is faulted in and zeroed again on every forward pass: interir smoke at batch 8
-# took about 10,000 page faults per pass, under 110 with these values (benchmarks/bench_malloc.py,
-# docs/engine.md §7; tests/test_env.py checks the effect).
+# 256x256 feature maps is faulted in and zeroed again on every forward pass. With these values freed
+# buffers are reused instead (tests/test_env.py checks it; figures: benchmarks/bench_malloc.py,
+# docs/engine.md §7).
 MALLOC_MMAP_THRESHOLD = 32 * 2**20  # the largest value mallopt accepts on 64-bit glibc
 MALLOC_TRIM_THRESHOLD = 2**30  # freed memory stays in the process up to this much
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (malloc.h)
@@ -85,11 +85,10 @@ def torch_threads() -> int:
 
 def eval_workers(configured: int = 0) -> int:
     """Evaluation workers, threads that each read, restore and score whole chunks of test pairs
-    (pipelines/evaluate.py): ``configured`` (params ``evaluate.workers``) when positive, else 2 when
-    there are 2 or more cores. On this 2-core machine two workers with one intra-op thread each beat
-    one forward thread beside a reading/scoring thread: interir smoke 40.6 -> 47.3 images/s in an
-    interleaved A/B (``benchmarks/bench_eval_ab.py``); the other smoke models gained 30-95% in quick
-    runs of a prototype (docs/engine.md §4).
+    (:func:`pipelines.engine.evaluation.evaluate_pairs`): ``configured`` (params ``evaluate.workers``)
+    when positive, else 2 when there are 2 or more cores. Whole chunks per worker keep every core busy,
+    where a forward thread beside a reading/scoring thread idles one whenever the two sides are unequal
+    (docs/engine.md §4 and §7 for the figures).
     """
     return configured if configured > 0 else min(2, max(1, os.cpu_count() or 1))
 

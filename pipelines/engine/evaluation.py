@@ -67,9 +67,9 @@ def evaluate_pairs(
     ``runtime_s`` is the forward time of the image's pass divided by its size.
     With ``workers`` > 1, that many threads take chunks as they come (PIL, OpenCV, NumPy and torch
     release the GIL in their loops), so every core reads, restores and scores; a fixed split (the
-    forward pass on one thread, reading and scoring on another) left a core idle whenever the two
-    sides were unequal (docs/engine.md §4). At most ``2 * workers`` chunks are queued and only
-    running chunks hold images, so memory stays bounded. The chunks do not depend on ``workers``:
+    forward pass on one thread, reading and scoring on another) would leave a core idle whenever the
+    two sides are unequal (docs/engine.md §4 and §7 for the figures). At most ``2 * workers`` chunks
+    are queued and only running chunks hold images, so memory stays bounded. The chunks do not depend on ``workers``:
     the rows are the same for any number of workers.
     """
     from tqdm.auto import tqdm
@@ -94,8 +94,7 @@ def evaluate_pairs(
             runtime = (time.perf_counter() - t0) / len(group)
             out = out.float().cpu()
             for j, (i, pair, _, y_np) in enumerate(group):
-                # One image at a time: the SSIM buffers of a whole batch fall out of the CPU caches and
-                # batched scoring measured slower (benchmarks/bench_eval.py).
+                # One image at a time: the SSIM buffers of a whole batch would fall out of the CPU caches.
                 scores = scorer(out[j : j + 1], _to_tensor(y_np))
                 scored.append({
                     "image": pair.name, "set": set_name, "combination": pair.combination,

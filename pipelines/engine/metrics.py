@@ -15,12 +15,12 @@ Convention (what every reported number means):
 Two backends behind one :class:`Scorer` interface:
 - ``"fast"`` (the default): PSNR is pyiqa's own function; the RGB -> Y conversion is pyiqa's
   formula written per channel (:func:`rgb_to_y`, equal to pyiqa's on all 2^24 uint8 colours but rounding ties,
-  tested; pyiqa's matmul on a permuted tensor took 2.5 ms per 256x256 image); SSIM is a float32
+  tested; it avoids pyiqa's matmul on a permuted copy); SSIM is a float32
   separable Gaussian filter (on the CPU OpenCV's ``sepFilter2D``, one channel at a time; on a GPU
   shifted multiply-adds in torch, :func:`gaussian_filter_valid`), on inputs
   centred by their per-image mean (variances are shift-invariant, and centring removes
   the float32 cancellation in E[x^2] - mu^2). pyiqa's SSIM casts to float64 and runs a
-  dense 11x11 conv: about 8 images/s at 256x256 on this machine's CPU;
+  dense 11x11 conv, which is slow on the CPU (figures in ``docs/engine.md`` §7);
 - ``"pyiqa"``: ``pyiqa.create_metric`` for all four (the reference).
 Validation: ``tests/test_metrics.py`` checks the fast backend against pyiqa to 1e-4 on
 every metric (noise, blur, flat and saturated images, odd sizes), and both against
@@ -65,10 +65,9 @@ def ssim_per_channel(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0
 
     ``impl``: ``"cv2"`` filters one channel at a time with OpenCV and NumPy (CPU, float32; the
     default there), ``"torch"`` filters all maps of the batch in one pass of torch ops (any device;
-    the default on GPUs). The two agree to float32 rounding (tested). On this machine's CPU the
-    per-channel path was the steadier one: 5.5-8 ms per 256x256 RGB+Y image over repeated runs (the
-    five maps of a channel stay in the L2 cache), against 4.5-13 ms for the batched torch path and
-    its 5 MB buffers (``docs/engine.md`` §7).
+    the default on GPUs). The two agree to float32 rounding (tested). The per-channel path is the CPU
+    default: the five maps of a channel stay in the L2 cache, where the batched torch path's buffers
+    (5 MB at 256x256) do not (``docs/engine.md`` §4).
     """
     if x.shape != y.shape:
         raise ValueError(f"shape mismatch {tuple(x.shape)} vs {tuple(y.shape)}")
