@@ -27,11 +27,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+# `interir-bench repro` = `dvc repro` with the independent train/evaluate stages run side by side
+# (JOBS=N or INTERIR_JOBS=N overrides the job count; see README "Running the pipeline").
 repro: install
-	@start=$$(date +%s); \
-	PATH="$(BIN):$$PATH" dvc repro && \
-	echo "Done in $$(( $$(date +%s) - start )) s. Report: $(abspath reports/index.html)"; \
-	echo "Runs: 'make ui' (MLflow UI on http://127.0.0.1:5000)"
+	PATH="$(BIN):$$PATH" $(BIN)/interir-bench repro $(if $(JOBS),--jobs $(JOBS),) && \
+	echo "Report: $(abspath reports/index.html); runs: 'make ui' (MLflow UI on http://127.0.0.1:5000)"
 
 test: install
 	PATH="$(BIN):$$PATH" $(PY) -m pytest -q

@@ -4,10 +4,10 @@ Whole evaluation = what ``interir-bench evaluate`` does per test pair: read both
 model's stride, forward, crop, clamp, quantise, then PSNR/SSIM on RGB and Y
 (``pipelines.engine.evaluation.evaluate_pairs``), for smoke-preset models: in chunks of the card's
 ``eval_batch`` pairs with each worker count of ``--workers`` (each worker reads, restores and scores
-whole chunks; intra-op threads ``pipelines.common.env.eval_threads(workers)``: the cores shared out), and
-one image at a time on the calling thread. The stage's own choice is ``pipelines.common.env.eval_workers()``
-(2 on 2+ cores); the variants alternate within every repeat so that the machine's drift hits
-them alike. "forward_only": the stage's intra-op threads restoring ready batches on one thread, for scale.
+whole chunks; intra-op threads: the cores shared out among the workers), and
+one image at a time on the calling thread (the stage itself uses params ``evaluate.workers``/``threads``).
+The variants alternate within every repeat so that the machine's drift hits them alike.
+"forward_only": the stage's intra-op threads restoring ready batches on one thread, for scale.
 Metrics alone: ``Scorer`` with the ``fast`` backend (default) and the ``pyiqa`` reference, one image per
 call as in the stage.
 Medians of ``--repeats`` passes; the machine is shared, so expect +-20 % or worse.
@@ -37,7 +37,6 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_train import machine  # noqa: E402
 
-from pipelines.common import env  # noqa: E402
 from pipelines.common.files import write_text  # noqa: E402
 
 SIZE = 256
@@ -76,8 +75,8 @@ def main() -> int:
                     help="evaluate.batch of the stage (params.yaml); 0 = each model card's eval_batch")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval.json"))
     a = ap.parse_args()
-    stage_workers = env.eval_workers()
-    stage_threads = env.eval_threads(stage_workers)
+    stage_workers = min(2, os.cpu_count() or 1)
+    stage_threads = max(1, (os.cpu_count() or 1) // (stage_workers))
     workers = [int(w) for w in a.workers.split(",")] if a.workers else sorted({stage_workers, 1}, reverse=True)
     torch.set_num_threads(stage_threads)
     sys.path.insert(0, str(REPO / "tests"))
@@ -94,7 +93,7 @@ def main() -> int:
     result = {"benchmark": f"evaluation images/s at {SIZE}x{SIZE} (CPU)", "machine": machine(stage_threads),
               "setup": {"pairs": a.n, "pairs_pyiqa": a.n_pyiqa, "repeats": a.repeats, "statistic": "median",
                         "stage_workers": stage_workers, "stage_threads": stage_threads,
-                        "workers_compared": {w: env.eval_threads(w) for w in workers},
+                        "workers_compared": {w: max(1, (os.cpu_count() or 1) // (w)) for w in workers},
                         "whole_evaluation_includes": "PNG reads, pad/forward/crop/clamp, quantise, 4 metrics"},
               "metrics_only": {}, "whole_evaluation": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,17 +127,17 @@ def main() -> int:
             whole: dict[int, list[float]] = {w: [] for w in workers}
             for _ in range(a.repeats):
                 for w in workers:
-                    torch.set_num_threads(env.eval_threads(w))
+                    torch.set_num_threads(max(1, (os.cpu_count() or 1) // (w)))
                     whole[w].append(_rate(functools.partial(stage, batch=mb, workers=w), a.n))
             for w, rates in whole.items():
                 entry[f"whole_fast_workers{w}"] = _summary(rates, images=a.n, batch=mb, workers=w,
-                                                           threads=env.eval_threads(w))
+                                                           threads=max(1, (os.cpu_count() or 1) // (w)))
             entry["whole_fast"] = dict(entry[f"whole_fast_workers{stage_workers}"]) if stage_workers in whole else {}
-            torch.set_num_threads(env.eval_threads(1))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // (1)))
             one_by_one = functools.partial(stage, batch=1, workers=1)
             rates = [_rate(one_by_one, a.n) for _ in range(max(1, a.repeats // 2))]
             entry["whole_fast_batch1_workers1"] = _summary(rates, images=a.n, batch=1, workers=1,
-                                                           threads=env.eval_threads(1))
+                                                           threads=max(1, (os.cpu_count() or 1) // (1)))
             torch.set_num_threads(stage_threads)
             k = min(a.n_pyiqa, a.n)
             rate = _rate(functools.partial(evaluate_pairs, model, pairs[:k], "MDIR", card.stride,

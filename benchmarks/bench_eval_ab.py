@@ -34,7 +34,6 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_train import machine  # noqa: E402
 from bench_xconv_ab import load_revision  # noqa: E402
 
-from pipelines.common import env  # noqa: E402
 from pipelines.common.files import write_text  # noqa: E402
 
 
@@ -48,8 +47,8 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=48, help="test pairs of 256x256 per round")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval_ab.json"))
     a = ap.parse_args()
-    workers = env.eval_workers()
-    threads = env.eval_threads(workers)
+    workers = min(2, os.cpu_count() or 1)
+    threads = max(1, (os.cpu_count() or 1) // (workers))
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import make_tiny_mdir
 

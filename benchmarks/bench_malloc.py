@@ -42,8 +42,8 @@ def child(model_name: str, data: Path, n_forward: int) -> dict:
     from pipelines.engine.evaluation import eval_batch, evaluate_pairs
     from pipelines.engine.metrics import Scorer
 
-    workers = env.eval_workers()
-    torch.set_num_threads(env.eval_threads(workers))
+    workers = min(2, os.cpu_count() or 1)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // (workers)))
     torch.manual_seed(0)
     model = create_model(model_name, "smoke").eval()
     card = get_card(model_name)

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("pipelines.stages.report", "DVC stage: build reports/index.html, paper vs reproduced"),
     "restore": ("pipelines.commands.restore", "restore your own images with a trained checkpoint"),
     "ui": ("pipelines.commands.ui", "start the MLflow UI on 127.0.0.1"),
+    "repro": ("pipelines.commands.repro", "dvc repro with independent stages run side by side (make repro)"),
 }
 
 

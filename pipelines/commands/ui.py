@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from pipelines.common import env
+from pipelines.common import tracking
 
 
 def command(host: str, port: int, uri: str) -> list[str]:
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--backend-store-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     a = p.parse_args(argv)
-    uri = a.backend_store_uri or env.tracking_uri()
+    uri = a.backend_store_uri or tracking.tracking_uri()
     if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
         print(f"note: {uri} does not exist yet; run 'make repro' first to have runs to compare", file=sys.stderr)
     print(f"MLflow UI: http://{a.host}:{a.port}  (tracking {uri}; Ctrl-C stops it)", flush=True)

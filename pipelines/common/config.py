@@ -66,6 +66,13 @@ class TrainConfig:
     num_workers: int
     amp_bf16: bool
     channels_last: bool
+    # Intra-op threads of each training process. Fixed here, not guessed from the machine: float sums
+    # depend on the thread count, and the weights must not (interir-bench repro runs cores // threads jobs).
+    threads: int
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ConfigError(f"params key train.threads must be >= 1, got {self.threads}")
 
     @property
     def cosine_iters(self) -> int:
@@ -79,20 +86,22 @@ class EvaluateConfig:
     tile_overlap: int
     save_images: int  # how many restored images per set to keep for the report
     batch: int  # test pairs per chunk (one forward pass per size); 0 = the model card's eval_batch
-    workers: int  # threads that each read, restore and score chunks; 0 = auto (pipelines.common.env.eval_workers)
+    workers: int  # threads that each read, restore and score whole chunks (the rows do not depend on it)
+    threads: int  # intra-op threads of each worker (fixed: float sums depend on it)
 
     def __post_init__(self) -> None:
-        for key in ("batch", "workers"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"params key evaluate.{key} must be 0 (auto) or positive, got {getattr(self, key)}")
+        if self.batch < 0:
+            raise ConfigError(f"params key evaluate.batch must be 0 (the card's) or positive, got {self.batch}")
+        for key in ("workers", "threads"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"params key evaluate.{key} must be >= 1, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
 class ProfilingConfig:
     size: int  # square input side for MACs and latency (paper: 256)
-    repeats: int  # CPU latency = median of this many batch-1 forwards
     paper_preset: bool  # also count params and MACs at the paper preset (meta device, no allocation)
-    paper_full: bool  # ... and run fvcore + CPU latency at the paper preset (real tensors; slow)
+    paper_full: bool  # ... and the fvcore cross-check at the paper preset (real tensors; slow)
 
 
 @dataclass(frozen=True)

@@ -68,33 +68,11 @@ def tune_malloc() -> bool:
     return _malloc_tuned
 
 
-def tracking_uri() -> str:
-    """MLflow tracking URI: $MLFLOW_TRACKING_URI, else the embedded SQLite file."""
-    return os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-
-
 def torch_threads() -> int:
-    """Intra-op threads for a stage: ``$OMP_NUM_THREADS`` when set (torchrun sets 1 per process), else all cores.
+    """Intra-op threads for a tool outside the pipeline (``restore``): ``$OMP_NUM_THREADS``, else all cores.
 
-    Set explicitly rather than left to the process default, so that two runs of the same stage
-    (a resumed one and an uninterrupted one) use the same reduction order and agree bit for bit.
+    Pipeline stages take theirs from params (``train.threads``, ``evaluate.threads``) instead, so their
+    results do not depend on the machine.
     """
     value = os.environ.get("OMP_NUM_THREADS", "")
     return int(value) if value.isdigit() and int(value) > 0 else max(1, os.cpu_count() or 1)
-
-
-def eval_workers(configured: int = 0) -> int:
-    """Evaluation workers, threads that each read, restore and score whole chunks of test pairs
-    (:func:`pipelines.engine.evaluation.evaluate_pairs`): ``configured`` (params ``evaluate.workers``)
-    when positive, else 2 when there are 2 or more cores. Whole chunks per worker keep every core busy,
-    where a forward thread beside a reading/scoring thread idles one whenever the two sides are unequal
-    (docs/engine.md §4 and §7 for the figures).
-    """
-    return configured if configured > 0 else min(2, max(1, os.cpu_count() or 1))
-
-
-def eval_threads(workers: int = 1) -> int:
-    """Intra-op threads of each evaluation worker: ``$OMP_NUM_THREADS`` when set, else the cores
-    shared out among the ``workers`` (at least one each)."""
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else max(1, (os.cpu_count() or 1) // max(1, workers))

@@ -18,9 +18,11 @@ PROFILE_JSON = Path("results/profile.json")
 REPORT_DIR = Path("reports")  # index.html, tables/, figures/
 
 MODEL_FILE = "model.pt"
-TRAIN_SUMMARY = "train.json"
+TRAIN_SUMMARY = "train.json"  # DVC metrics: numbers only
+TRAIN_CURVE = "curve.csv"  # DVC plots: step, loss, lr
 PER_IMAGE = "per_image.csv"
-EVAL_METRICS = "metrics.json"
+EVAL_METRICS = "metrics.json"  # DVC metrics: numbers only
+BY_COMBINATION = "by_combination.csv"  # DVC plots: MDIR metrics per degradation combination
 SAMPLES = "samples"
 
 

@@ -32,6 +32,7 @@ class Pair:
     target: Path
     name: str
     combination: str = ""
+    unit: str = ""  # the independent unit (MDIR: source photo group; SDIR: the clean image)
     haze: float = 0.0
     rain: float = 0.0
     noise: float = 0.0
@@ -50,7 +51,7 @@ def read_manifest(root: str | Path, split: str) -> list[Pair]:
             raise UserError(f"{path}: manifest lacks column {missing[0]!r}")
         pairs = [
             Pair(root / r["file"], root / r["target"], Path(r["file"]).stem if split == "train" else r["file"],
-                 r["combination"], float(r["haze"]), float(r["rain"]), float(r["noise"]))
+                 r["combination"], r.get("group") or r["source"], float(r["haze"]), float(r["rain"]), float(r["noise"]))
             for r in reader
             if r["split"] == split
         ]

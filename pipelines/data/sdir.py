@@ -63,7 +63,7 @@ def _match(inputs: dict[str, Path], targets: dict[str, Path]) -> list[Pair]:
     for key, path in targets.items():
         if key not in inputs:
             raise UserError(f"{path}: no input image for this target")
-    return [Pair(inputs[k], targets[k], inputs[k].stem) for k in sorted(inputs, key=_natural)]
+    return [Pair(inputs[k], targets[k], inputs[k].stem, unit=targets[k].stem) for k in sorted(inputs, key=_natural)]
 
 
 def _keyed(files: list[Path], prefix: str) -> dict[str, Path]:
@@ -103,7 +103,7 @@ def load_dehaze(folder: Path) -> list[Pair]:
         scene = p.stem.split("_", 1)[0]
         if scene not in clear:
             raise UserError(f"{p}: no clear image {clear_dir.name}/{scene}.* for this hazy image")
-        pairs.append(Pair(p, clear[scene], p.stem))
+        pairs.append(Pair(p, clear[scene], p.stem, unit=scene))  # hazy images of one scene share a unit
     if not pairs:
         raise UserError(f"{hazy_dir}: no hazy images")
     return _check_sizes(pairs)

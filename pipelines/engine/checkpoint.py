@@ -50,10 +50,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (plus the format tag) atomically to ``path``."""
+    """Write ``payload`` (plus the format tag) atomically to ``path``.
+
+    Through a file object: given a path, ``torch.save`` names the archive's root folder after the file,
+    and the temporary name would make the same checkpoint different bytes on every run.
+    """
     payload = {"format": FORMAT, **payload}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def load(path: str | Path, expect_model: str | None = None) -> dict[str, Any]:

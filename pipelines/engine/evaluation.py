@@ -27,18 +27,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipelines.common import env
 from pipelines.common.config import Params
 from pipelines.common.env import UserError
 from pipelines.common.files import ensure_writable_dir, write_text
-from pipelines.common.paths import EVAL_METRICS, PER_IMAGE, SAMPLES
+from pipelines.common.paths import BY_COMBINATION, EVAL_METRICS, PER_IMAGE, SAMPLES
 from pipelines.data.imageio import read_image, to_uint8, write_image
 from pipelines.data.manifest import Pair, data_version, read_manifest
 from pipelines.engine import checkpoint as ckpt_io
 from pipelines.engine.inference import restore_tensor
 from pipelines.engine.metrics import METRIC_KEYS, SSIM_WIN, Scorer
 
-CSV_COLUMNS = ("image", "set", "combination", "haze", "rain", "noise", *METRIC_KEYS, "runtime_s")
+# ``unit``: the independent unit the image belongs to (its source photo group on MDIR, its clean image on
+# SDIR sets): the report's intervals resample units, not images. Timings go to MLflow, not to this file.
+CSV_COLUMNS = ("image", "set", "combination", "unit", "haze", "rain", "noise", *METRIC_KEYS)
 
 
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
@@ -97,7 +98,7 @@ def evaluate_pairs(
                 # One image at a time: the SSIM buffers of a whole batch would fall out of the CPU caches.
                 scores = scorer(out[j : j + 1], _to_tensor(y_np))
                 scored.append({
-                    "image": pair.name, "set": set_name, "combination": pair.combination,
+                    "image": pair.name, "set": set_name, "combination": pair.combination, "unit": pair.unit,
                     "haze": pair.haze, "rain": pair.rain, "noise": pair.noise,
                     **{k: float(v[0]) for k, v in scores.items()}, "runtime_s": runtime,
                 })
@@ -169,7 +170,7 @@ def sample_indices(pairs: list[Pair], keep: int) -> set[int]:
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means per set, and per combination within a set."""
+    """Means per set, per combination within a set, and the median per-image runtime of each set."""
     out: dict[str, Any] = {}
     for set_name in sorted({r["set"] for r in rows}):
         sel = [r for r in rows if r["set"] == set_name]
@@ -187,7 +188,7 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
@@ -215,8 +216,8 @@ def evaluate_run(model_name: str, seed: int, params: Params, ckpt_path: Path, da
     Every input is checked and every output built in memory before the first file is written.
     """
     cfg = params.evaluate
-    workers = env.eval_workers(cfg.workers)
-    torch.set_num_threads(env.eval_threads(workers))
+    workers = cfg.workers
+    torch.set_num_threads(cfg.threads)
     state = ckpt_io.load(ckpt_path, expect_model=model_name)
     model = ckpt_io.build_model(state, ckpt_path).to(_device())
     from interir.registry import get_card
@@ -233,11 +234,15 @@ def evaluate_run(model_name: str, seed: int, params: Params, ckpt_path: Path, da
                                workers=workers)
     agg = aggregate(rows)
     dver = data_version(data_dir)
-    metrics = {"model": model_name, "seed": seed, "profile": params.profile, "data_version": dver,
-               "checkpoint_step": int(state["step"]), "sets": agg}
+    # DVC metrics: numbers only, a pure function of the inputs (timings and identities go to MLflow).
+    metrics = {s: {"n": e["n"], **{k: round(e[k], 6) for k in METRIC_KEYS}} for s, e in agg.items()}
+    by_comb = "combination," + ",".join(METRIC_KEYS) + "\n" + "".join(
+        f"{c}," + ",".join(f"{m[k]:.6f}" for k in METRIC_KEYS) + "\n"
+        for c, m in agg["MDIR"].get("by_combination", {}).items())
     try:
         write_csv(out_dir / PER_IMAGE, rows)
-        write_text(out_dir / EVAL_METRICS, json.dumps(metrics, indent=2))
+        write_text(out_dir / EVAL_METRICS, json.dumps(metrics, indent=2) + "\n")
+        write_text(out_dir / BY_COMBINATION, by_comb)
         for fname, arr in samples.items():
             write_image(out_dir / SAMPLES / fname, arr)
     except OSError as exc:
@@ -254,10 +259,12 @@ def _track(model_name: str, seed: int, profile: str, dver: str, state: dict[str,
 
     from pipelines.common import tracking
 
-    tags = tracking.run_tags(model_name, profile, seed, dver)
-    # The training run of this checkpoint when the tracking store has it and the data agree; else a new run.
-    train_run = state.get("mlflow_run_id") if state.get("data_version") == dver else None
-    with tracking.tracked_run(profile, tracking.run_name(model_name, profile, seed), tags, run_id=train_run):
+    key = tracking.run_key(state.get("resume_key", {}))
+    tags = {**tracking.run_tags(model_name, profile, seed, dver), "run.key": key}
+    # The training run of this checkpoint (tagged with its key) when the store has it and the data agree.
+    train_run = tracking.find_run(tracking.setup(profile), profile, key) if state.get("data_version") == dver else None
+    with tracking.tracked_run(profile, tracking.run_name(model_name, profile, seed), tags, run_id=train_run,
+                              source="pipelines.stages.evaluate"):
         mlflow.set_tags({"eval.checkpoint": str(ckpt_path), "eval.checkpoint_step": str(state["step"]),
                          "eval.metrics_backend": backend})
         flat = {}
@@ -271,6 +278,7 @@ def _track(model_name: str, seed: int, profile: str, dver: str, state: dict[str,
         mlflow.log_metrics({k.replace("+", "_"): v for k, v in flat.items()})
         mlflow.log_artifact(str(out_dir / PER_IMAGE), "eval")
         mlflow.log_artifact(str(out_dir / EVAL_METRICS), "eval")
+        mlflow.log_artifact(str(out_dir / BY_COMBINATION), "eval")
 
 
 def _device() -> torch.device:

@@ -23,6 +23,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import torch
 from pipelines.common.config import Params, TrainConfig
 from pipelines.common.env import UserError
 from pipelines.common.files import ensure_writable_dir, write_text
-from pipelines.common.paths import MODEL_FILE, TRAIN_SUMMARY
+from pipelines.common.paths import MODEL_FILE, TRAIN_CURVE, TRAIN_SUMMARY
 from pipelines.data.manifest import data_version, read_manifest
 from pipelines.data.sampler import PatchSampler, StepBatches
 from pipelines.engine import checkpoint as ckpt_io
@@ -101,11 +102,12 @@ class Run:
 
 @dataclasses.dataclass
 class Progress:
-    """What a resume restores besides the weights: the step, the MLflow run and the loss window."""
+    """What a resume restores besides the weights: the step, the MLflow run, the loss window and curve."""
 
     step: int = 0
     run_id: str | None = None
     losses: list[float] = dataclasses.field(default_factory=list)  # checkpointed, so logged means match
+    curve: list[dict[str, float]] = dataclasses.field(default_factory=list)  # (step, loss, lr) per log_every
     last_good: str = "none yet"
 
 
@@ -165,25 +167,31 @@ def resume(run: Run) -> Progress:
     if run.dist.is_main:
         print(f"resuming {run.name} from step {step} ({run.last})", file=sys.stderr)
     return Progress(step, state.get("mlflow_run_id"), [float(v) for v in state.get("recent_losses", [])],
-                    f"{run.last} (step {step})")
+                    [dict(p) for p in state.get("curve", [])], f"{run.last} (step {step})")
 
 
 def checkpoint_payload(run: Run, prog: Progress, resumable: bool) -> dict[str, Any]:
-    """A self-describing checkpoint at ``prog.step``; ``resumable`` adds optimizer and RNG states."""
+    """A self-describing checkpoint at ``prog.step``.
+
+    The final ``model.pt`` is a pure function of the stage's inputs (same params, data and threads: same
+    bytes), so ``dvc.lock`` proves a reproduction; ``resumable`` (``last.pt``) adds what only a resume needs:
+    optimizer and RNG states, the MLflow run to reopen, the loss window and the curve so far.
+    """
     cfg, step = run.cfg, prog.step
     payload = {
         "model": run.name, "model_args": _plain(run.args), "preset": run.params.preset,
-        "profile": run.params.profile, "config": _plain(run.params.to_dict()), "resume_key": run.key,
+        "profile": run.params.profile, "config": {"train": _plain(dataclasses.asdict(cfg))}, "resume_key": run.key,
         "step": step, "seed": run.seed, "data_version": run.data_version, "world_size": run.dist.world,
         "model_state": run.model.state_dict(),
         "scheduler": {"kind": "warmup_cosine", "lr": cfg.lr, "lr_min": cfg.lr_min, "warmup_iters": cfg.warmup_iters,
                       "cosine_iters": cfg.cosine_iters, "last_lr": lr_at(cfg, max(step - 1, 0))},
-        "mlflow_run_id": prog.run_id,
-        "recent_losses": [float(v) for v in prog.losses[-cfg.log_every:]],
     }
     if resumable:
         payload["optimizer_state"] = run.opt.state_dict()
         payload["rng"] = ckpt_io.rng_state()
+        payload["mlflow_run_id"] = prog.run_id
+        payload["recent_losses"] = [float(v) for v in prog.losses[-cfg.log_every:]]
+        payload["curve"] = [dict(p) for p in prog.curve]
     return payload
 
 
@@ -210,9 +218,10 @@ def tracking(run: Run, prog: Progress, enabled: bool) -> Iterator[Any]:
 
     from pipelines.common import tracking as trk
 
-    tags = trk.run_tags(run.name, run.params.profile, run.seed, run.data_version)
+    tags = {**trk.run_tags(run.name, run.params.profile, run.seed, run.data_version),
+            "run.key": trk.run_key(run.key), "params.hash": trk.params_hash(run.key)}
     with trk.tracked_run(run.params.profile, trk.run_name(run.name, run.params.profile, run.seed), tags,
-                         run_id=prog.run_id) as active:
+                         run_id=prog.run_id, source="pipelines.stages.train") as active:
         prog.run_id = active.info.run_id
         if not active.data.params:  # a new run (not a resumed one): few, flat params
             cfg = run.cfg
@@ -224,27 +233,66 @@ def tracking(run: Run, prog: Progress, enabled: bool) -> Iterator[Any]:
                 "world_size": run.dist.world, "data_version": run.data_version,
             })
             mlflow.log_dict(_plain(run.params.to_dict()), "config/params_resolved.json")
+            _log_dataset(mlflow, run)
         yield mlflow
 
 
+def _log_dataset(mlflow: Any, run: Run) -> None:
+    """The training split as an MLflow dataset input, named by its content version."""
+    import pandas as pd
+
+    rows = [{"input": str(p.input), "target": str(p.target), "combination": p.combination, "haze": p.haze,
+             "rain": p.rain, "noise": p.noise} for p in run.sampler.pairs]
+    root = Path(rows[0]["input"]).resolve().parents[1]
+    with warnings.catch_warnings():  # mlflow registers its local-file source twice and warns about it
+        warnings.simplefilter("ignore", UserWarning)
+        ds = mlflow.data.from_pandas(pd.DataFrame(rows), source=root.as_uri(),
+                                     name=f"mdir-train@{run.data_version}", digest=run.data_version)
+    mlflow.log_input(ds, context="training")
+
+
+def _log_model(mlflow: Any, run: Run) -> None:
+    """The trained network with ``mlflow.pytorch`` and a signature: float32 RGB batches of any size, in [0, 1],
+    to restored batches of the same shape."""
+    import mlflow.pytorch
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    model = run.model.eval()
+    images = Schema([TensorSpec(np.dtype(np.float32), (-1, 3, -1, -1))])
+    signature = ModelSignature(inputs=images, outputs=images)
+    # "pickle", not the "pt2" default: a torch.export graph is traced at one input size (these models restore
+    # images of any size) and took 1-12 s per smoke model here. The store is trusted, unlike a checkpoint.
+    mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=x.numpy(),
+                             serialization_format="pickle",
+                             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+
+
 def finish(run: Run, prog: Progress, mlflow: Any, steps_this_run: int, elapsed: float) -> dict[str, Any]:
-    """Write ``model.pt`` and ``train.json`` (rank 0) and log the run's summary; return the summary."""
-    summary = {
-        "model": run.name, "seed": run.seed, "steps": run.cfg.iters, "resumed_from": run.cfg.iters - steps_this_run,
-        "final_loss": float(np.mean(prog.losses[-run.cfg.log_every:])) if prog.losses else None,
-        "it_per_s": steps_this_run / elapsed if elapsed > 0 else 0.0, "batch_global": run.cfg.batch,
-        "n_params": run.n_params, "world_size": run.dist.world, "device": str(run.device),
-        "data_version": run.data_version, "mlflow_run_id": prog.run_id,
-    }
+    """Write ``model.pt``, ``train.json`` and ``curve.csv`` (rank 0) and log the run; return the summary.
+
+    The files hold only what the inputs determine (DVC metrics and plots, byte-stable); speed, device and
+    the resume history go to MLflow.
+    """
+    metrics = {"final_loss": float(np.mean(prog.losses[-run.cfg.log_every:])) if prog.losses else None,
+               "steps": run.cfg.iters, "params": run.n_params}
+    speed = {"it_per_s": steps_this_run / elapsed if elapsed > 0 else 0.0,
+             "resumed_from": run.cfg.iters - steps_this_run}
     if run.dist.is_main:
         final = run.out_dir / MODEL_FILE
         ckpt_io.save(final, checkpoint_payload(run, prog, resumable=False))
-        write_text(run.out_dir / TRAIN_SUMMARY, json.dumps(summary, indent=2))
+        write_text(run.out_dir / TRAIN_SUMMARY, json.dumps(metrics, indent=2) + "\n")
+        write_text(run.out_dir / TRAIN_CURVE, "step,loss,lr\n" + "".join(
+            f"{p['step']},{p['loss']:.6f},{p['lr']:.6e}\n" for p in prog.curve))
         if mlflow is not None:
-            mlflow.log_metrics({"train/it_per_s": summary["it_per_s"]}, step=run.cfg.iters)
+            mlflow.log_metrics({"train/it_per_s": speed["it_per_s"]}, step=run.cfg.iters)
+            mlflow.set_tags({"train.device": str(run.device), "train.world_size": str(run.dist.world),
+                             "train.resumed_from": str(speed["resumed_from"])})
             mlflow.log_artifact(str(final), "checkpoint")
+            _log_model(mlflow, run)
     dist_mod.barrier(run.dist)
-    return summary
+    return {"model": run.name, "seed": run.seed, **metrics, **speed, "run_id": prog.run_id}
 
 
 def train(model_name: str, params: Params, seed: int, data_dir: Path, ckpt_dir: Path, out_dir: Path,
@@ -289,8 +337,10 @@ def train(model_name: str, params: Params, seed: int, data_dir: Path, ckpt_dir: 
                 prog.step, steps_this_run = step + 1, steps_this_run + 1
                 prog.losses = [*prog.losses, lval][-cfg.log_every:]
                 bar.set_postfix(loss=f"{lval:.4f}", lr=f"{lr:.2e}", refresh=False)
-                if mlflow is not None and (prog.step % cfg.log_every == 0 or prog.step == cfg.iters):
-                    mlflow.log_metrics({"train/loss": float(np.mean(prog.losses)), "train/lr": lr}, step=prog.step)
+                if prog.step % cfg.log_every == 0 or prog.step == cfg.iters:
+                    prog.curve.append({"step": prog.step, "loss": float(np.mean(prog.losses)), "lr": lr})
+                    if mlflow is not None:
+                        mlflow.log_metrics({"train/loss": prog.curve[-1]["loss"], "train/lr": lr}, step=prog.step)
                 if prog.step % cfg.ckpt_every == 0 or prog.step == cfg.iters:
                     if dist.is_main:
                         ckpt_io.save(run.last, checkpoint_payload(run, prog, resumable=True))

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.common import env
+from pipelines.common import env, tracking
 from pipelines.common.config import Params
 from pipelines.common.files import write_text
 from pipelines.reporting import claims as claims_mod
@@ -306,7 +306,7 @@ def provenance(params: Params, data_dir: Path, runs: pd.DataFrame, paper_runs: d
         "data_version_dvc_md5": data.dvc_data_hash() or "(not in dvc.lock)",
         "data_version_manifest": data_version(data_dir),
         "reference_hash": data.reference_hash(),
-        "mlflow_tracking_uri": env.tracking_uri(),
+        "mlflow_tracking_uri": tracking.tracking_uri(),
         "mlflow_runs": ids,
         "mlflow_paper_runs": paper_runs,
         "hardware": data.hardware(),

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     root = resolve_data_root(a.data_root, params.data.root)
     metrics = evaluate_run(a.model, a.seed, params, ckpt, Path(a.data), root, out_dir, metrics_backend=a.metrics,
                            track=not a.no_mlflow)
-    mdir = metrics["sets"]["MDIR"]
+    mdir = metrics["MDIR"]
     print(f"{a.model} (seed {a.seed}) MDIR: PSNR {mdir['psnr']:.2f} dB, SSIM {mdir['ssim']:.4f} "
           f"over {mdir['n']} images -> {out_dir / paths.EVAL_METRICS}")
     return 0

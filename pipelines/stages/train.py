@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipelines.common import entry, env, paths
+from pipelines.common import entry, paths
 from pipelines.common.config import PROFILES, load_params
 from pipelines.common.env import UserError
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipelines.engine.loop import train
 
-    torch.set_num_threads(env.torch_threads())
+    torch.set_num_threads(params.train.threads)
     name = paths.run_name(a.model, a.seed)
     summary = train(a.model, params, a.seed, Path(a.data), Path(a.ckpt_dir) / name, Path(a.out) / name,
                     track=not a.no_mlflow, stop_after=a.stop_after)
