@@ -6,7 +6,7 @@ seed), named ``<model>/<profile>/s<seed>``. Model variants (``deepsn_xconv``,
 variant. The train stage creates the run (params, loss curve, resolved config, final
 checkpoint); the evaluate stage logs its metrics into the same run (found through the run
 id stored in the checkpoint), so the MLflow compare view shows one row per paper row.
-Tags: ``paper.table`` and ``paper.row`` (from :mod:`pipelines.reporting.specs`), ``role``
+Tags: ``paper.table`` and ``paper.row`` (from the model card's ``paper_rows``), ``role``
 (``reproduced``), ``model``, ``profile``, ``seed``, ``data.version``. Any exception inside
 :func:`tracked_run` marks the run FAILED (KILLED for Ctrl-C); a SIGKILLed run stays
 RUNNING until the resumed process reopens it.
@@ -21,8 +21,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from interir.registry import get_card
 from pipelines.common import env
-from pipelines.reporting.specs import rows_for, tables_for
 
 
 def experiment_name(profile: str) -> str:
@@ -32,6 +32,14 @@ def experiment_name(profile: str) -> str:
 def run_name(model: str, profile: str, seed: int) -> str:
     """Display name of the (model, profile, seed) run."""
     return f"{model}/{profile}/s{seed}"
+
+
+def metric_key(set_name: str, metric: str, combination: str = "") -> str:
+    """The MLflow key of a metric on a test set, optionally one MDIR combination: ``MDIR/haze_rain_noise/psnr``.
+
+    MLflow keys cannot hold ``+``, so combinations are written with ``_``; the paper runs use the same keys.
+    """
+    return "/".join(part for part in (set_name, combination.replace("+", "_"), metric) if part)
 
 
 def setup(profile: str) -> Any:
@@ -44,6 +52,17 @@ def setup(profile: str) -> Any:
     return mlflow
 
 
+def paper_tags(model: str) -> dict[str, str]:
+    """Where the paper reports a registered model, from its card's ``paper_rows``.
+
+    ``paper.table`` lists the tables (``table4,table5``), ``paper.row`` the rows
+    (``table4:baseline + explainable conv; ...``); both empty for a model outside the paper.
+    """
+    rows = get_card(model).paper_rows
+    return {"paper.table": ",".join(table for table, _ in rows),
+            "paper.row": "; ".join(f"{table}:{label}" for table, label in rows)}
+
+
 def run_tags(model: str, profile: str, seed: int, data_version: str, role: str = "reproduced") -> dict[str, str]:
     """The tags that line a run up with the paper's tables in the MLflow compare view."""
     return {
@@ -52,8 +71,7 @@ def run_tags(model: str, profile: str, seed: int, data_version: str, role: str =
         "profile": profile,
         "seed": str(seed),
         "data.version": data_version,
-        "paper.table": tables_for(model),
-        "paper.row": rows_for(model),
+        **paper_tags(model),
     }
 
 
