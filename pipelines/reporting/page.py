@@ -40,6 +40,7 @@ def num(v: Any, nd: int = 2) -> str:
 
 
 def interval(lo: float, hi: float, nd: int) -> str:
+    """A bootstrap interval as ``[lo, hi]`` ("–" when there is none, e.g. one test image)."""
     return "–" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{lo:.{nd}f}, {hi:.{nd}f}]"
 
 
@@ -145,6 +146,7 @@ def table_views(tabs: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
 
 
 def claims_view(ledger: pd.DataFrame) -> list[dict[str, Any]]:
+    """The claims ledger's rows with formatted numbers and verdict colour classes."""
     return [{"id": r["id"], "claim": r["claim"], "source": r["source"], "paper": num(r["paper_value"], 3),
              "ours": num(r["ours"], 3), "ci": interval(r["ci_low"], r["ci_high"], 3), "verdict": r["verdict"],
              "verdict_cls": css_class("v", r["verdict"]), "detail": r["detail"],
@@ -186,10 +188,12 @@ def figure_views(figures: dict[str, Rendered]) -> list[dict[str, Any]]:
 
 
 def render(context: dict[str, Any]) -> str:
-    """The page from ``templates/report.html.j2`` and ``context`` (see build.build_report)."""
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+    """The page from ``templates/report.html.j2`` and ``context`` (:func:`pipelines.reporting.build.page_context`).
 
-    env = Environment(loader=PackageLoader("pipelines.reporting", "templates"),
-                      autoescape=select_autoescape(["j2"], default=True), undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
+    Autoescaped (the view models hold plain text); a name the template uses but the context lacks is an error.
+    """
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(loader=PackageLoader("pipelines.reporting", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.get_template(TEMPLATE).render(**context)
