@@ -221,19 +221,11 @@ def _presets(**extra: dict) -> dict[str, dict]:
     return {name: {**INTERIR_PRESETS[name], **extra.get(name, {})} for name in ("smoke", "small", "paper")}
 
 
-_FLOPS = (
-    "MACs at 1x3x256x256 (fvcore, cross-checked with FlopCounterMode); InterIR's convention otherwise; "
-    "ARConv's bilinear grid_sample counts 4 MACs per sampled value (fvcore's rule, added to FlopCounterMode); "
-    "the mask / softmax / BatchNorm work of the adaptive convs is not counted"
-)
-
-
 @register_model(
     ModelCard(
         name="interir_como",
         summary="InterIR with CoMo (learned-mapping variant) in place of the explainable conv (Table 7)",
-        paper={"psnr": 32.13, "delta_db": -0.38, "extra_params_m": 0.5},
-        flop_convention=_FLOPS,
+        paper_rows=(("table7", "CoMo"),),
         deviations=(
             "CoMo variant reconstructed from the commented-out code of CoMoNet: grouped 1x1 conv + sigmoid on the "
             "pooled mask, A = 1 + softmax - 1/k^2 (no k^2 scaling).",
@@ -259,8 +251,7 @@ def interir_como(como_group_width: int | None = 16, **kwargs) -> InterIR:
     ModelCard(
         name="interir_arconv",
         summary="InterIR with a depthwise ARConv in place of the explainable conv (Table 7)",
-        paper={"psnr": 32.22, "delta_db": -0.29, "extra_params_m": 10.0},
-        flop_convention=_FLOPS,
+        paper_rows=(("table7", "ARConv"),),
         deviations=(
             "ARConv in depthwise form (the drop-in replaces a depthwise 3x3); the official ARConv is a full conv.",
             "Grid size (N_X, N_Y) chosen from batch statistics for the first arconv_freeze_after training "

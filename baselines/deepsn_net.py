@@ -299,10 +299,6 @@ _DEEPSN_PRESETS = {
     "small": dict(width=24, depth=6, down=4, ratio_spatial=2, ratio_freq=2, coefficient=4),
     "paper": _DEEPSN_PAPER,
 }
-_FLOPS = (
-    "MACs at 1x3x256x256 with torch FlopCounterMode (convs, Linear, real and complex matmuls "
-    "incl. the P/Q products and the FFT-domain channel mixing); the rfft2/irfft2 themselves are not counted"
-)
 _COMMON_DEVIATIONS = (
     "All 15 Image_update modules are distinct and used; the official code builds 15 but its final call reuses "
     "the 14th (the 15th is dead weight). Same parameter count and MACs; reuse_last_image_update=True restores "
@@ -314,12 +310,11 @@ _COMMON_DEVIATIONS = (
 )
 
 
-def _card(name: str, summary: str, paper: dict[str, float], extra: tuple[str, ...] = ()) -> ModelCard:
+def _card(name: str, summary: str, paper_rows: tuple[tuple[str, str], ...], extra: tuple[str, ...] = ()) -> ModelCard:
     return ModelCard(
         name=name,
         summary=summary,
-        paper=paper,
-        flop_convention=_FLOPS,
+        paper_rows=paper_rows,
         deviations=_COMMON_DEVIATIONS + extra,
         batch_independent=True,
         stride=4,
@@ -330,8 +325,8 @@ def _card(name: str, summary: str, paper: dict[str, float], extra: tuple[str, ..
     _card(
         "deepsn_net",
         "DeepSN-Net (TPAMI 2025): 15 unfolded Newton stages at 1/4 resolution, width 48 (Table 1/4/8 baseline)",
-        # Table 8 (resources), Table 1 MDIR average, Table 4 baseline (haze+rain+noise PSNR).
-        {"params_m": 24, "gflops": 86, "time_s": 0.331, "psnr": 29.83, "ssim": 0.893, "table4_psnr": 29.11},
+        (("table1", "DeepSN-Net"), ("table3", "DeepSN-Net"), ("table4", "DeepSN-Net baseline"),
+         ("table5", "DeepSN-Net"), ("table8", "DeepSN-Net")),
     ),
     presets=_DEEPSN_PRESETS,
 )
@@ -343,7 +338,7 @@ def deepsn_net(**kwargs) -> UnfoldingNet:
     _card(
         "deepsn_xconv",
         "DeepSN-Net with InterIR's explainable conv in every BasicBlock 3x3 conv (Table 4 row 2, Table 5)",
-        {"table4_psnr": 29.83, "table4_gain_db": 0.72, "table5_psnr": 29.83},
+        (("table4", "baseline + explainable conv"), ("table5", "DeepSN-Net + explainable conv")),
         ("Explainable conv replaces both 3x3 convs of every BasicBlock (also in the P/Q and aux operators).",),
     ),
     presets=_DEEPSN_PRESETS,
@@ -357,7 +352,7 @@ def deepsn_xconv(**kwargs) -> UnfoldingNet:
     _card(
         "deepsn_resm",
         "DeepSN-Net with InterIR's RESM (additive, weighted residual, Eq. 12) as the image step (Table 4 row 3)",
-        {"table4_psnr": 29.44, "table4_gain_db": 0.33},
+        (("table4", "baseline + RESM"),),
         ("RESM is InterIR's module (interir.model.RESM) fed with DeepSN-Net's BasicBlock as operator.",),
     ),
     presets=_DEEPSN_PRESETS,
@@ -371,7 +366,7 @@ def deepsn_resm(**kwargs) -> UnfoldingNet:
     _card(
         "deepsn_dmum",
         "DeepSN-Net with InterIR's DMUM (Eq. 13) and MUM (Eq. 14) for the P/Q and multiplier steps (Table 4 row 4)",
-        {"table4_psnr": 29.35, "table4_gain_db": 0.24},
+        (("table4", "baseline + DMUM and MUM"),),
         (
             "DMUM gets DeepSN-Net's P/Q operator (BasicBlock, ratios 1/1), MUM the main operator (ratios 2/4); "
             "the modules themselves are InterIR's (interir.model.DMUM, MUM).",

@@ -224,9 +224,6 @@ _PRESETS: dict[str, dict] = {
     "small": dict(width=16, enc_blocks=(1, 1, 2), middle_blocks=2, dec_blocks=(1, 1, 1)),
     "paper": dict(width=32, enc_blocks=(2, 2, 4, 8), middle_blocks=12, dec_blocks=(2, 2, 2, 2)),
 }
-_FLOPS = (
-    "MACs at 1x3x256x256 with torch FlopCounterMode (convs only; FFTs and elementwise spectral weights not counted)"
-)
 _DEVIATIONS = (
     "Output is cropped to the input size (the official forward returns the zero-padded size).",
     "irfft2 gets the explicit output size, so odd sizes after padding are never an issue.",
@@ -238,9 +235,7 @@ _DEVIATIONS = (
     ModelCard(
         name="fdtanet",
         summary="FDTANet (Pattern Recognition 2025): NAFNet-style U-Net of FDG blocks, ATBlock decoder, Fourier unit",
-        # Table 1 (MDIR average) and Table 5 (haze+rain+noise).
-        paper={"psnr": 29.60, "ssim": 0.888, "table5_psnr": 29.68},
-        flop_convention=_FLOPS,
+        paper_rows=(("table1", "FDTANet"), ("table5", "FDTANet")),
         deviations=_DEVIATIONS,
         batch_independent=True,
         eval_batch=1,  # full-resolution U-Net: batching measured slower on the CPU
@@ -256,8 +251,7 @@ def fdtanet(**kwargs) -> FDTANet:
     ModelCard(
         name="fdtanet_xconv",
         summary="FDTANet with InterIR's explainable conv in every depthwise 3x3 (Table 5)",
-        paper={"table5_psnr": 30.31, "table5_gain_db": 0.63},
-        flop_convention=_FLOPS + "; the explainable conv's grouped conv is counted like the plain depthwise one",
+        paper_rows=(("table5", "FDTANet + explainable conv"),),
         deviations=_DEVIATIONS + ("Explainable conv (interir.xconv.explainable_dw3x3) replaces every depthwise 3x3.",),
         batch_independent=True,
         eval_batch=1,  # full-resolution U-Net: batching measured slower on the CPU

@@ -54,7 +54,6 @@ class NAFNet(nn.Module):
     ModelCard(
         name="nafnet",
         summary="NAFNet U-Net (reference model of the harness; not in the paper's tables)",
-        paper={},
         stride=1,
         eval_batch=1,  # full-resolution U-Net: batching measured slower on the CPU
         deviations=("Smaller presets than NAFNet's SIDD config; paper preset is NAFNet-w32 (29.2 M).",),

@@ -213,14 +213,17 @@ class InterIR(UnfoldingNet):
         )
 
 
-PAPER = {"params_M": 27.0, "gflops": 22.0, "time_s": 0.334, "psnr": 32.51, "ssim": 0.927}
-
 CARD = ModelCard(
     name="interir",
     summary="InterIR: deep-unfolded ISN (RESM/DMUM/MUM) with explainable convolutions, 1/8 grid",
-    paper=PAPER,
-    flop_convention="MACs at 1x3x256x256 (fvcore + FlopCounterMode cross-check, FFT analytic); paper's 'FLOPs' "
-                    "are ptflops MACs",
+    paper_rows=(
+        ("table1", "InterIR"),
+        ("table2", "InterIR"),
+        ("table3", "InterIR"),
+        ("table4", "InterIR (all modules)"),
+        ("table7", "explainable conv"),
+        ("table8", "InterIR"),
+    ),
     deviations=(
         "no public code: Eqs. 11-14 reconstructed from DeepSN-Net and the paper text (method notes Sec. 8)",
         "downsampling factor 8 and width 88 inferred from Table 8 (27 M params, 22 G MACs)",

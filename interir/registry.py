@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from interir.presets import PRESETS
@@ -31,15 +31,16 @@ _MODEL_MODULES = (
 class ModelCard:
     """What a user needs to judge a model's numbers.
 
-    ``paper`` holds numbers quoted from the paper (always labelled as such in reports);
-    ``flop_convention`` says how MACs are counted; ``deviations`` lists where this
-    implementation departs from the paper or the official code.
+    ``paper_rows`` says where the paper reports this model: (table id, row label) pairs such as
+    ``("table4", "baseline + RESM")``, the label spelled as in the table's reference CSV
+    (``pipelines/reporting/reference``, the only place the paper's numbers live). ``deviations``
+    lists where this implementation departs from the paper or the official code. How MACs are
+    counted is the harness's one convention (``pipelines.engine.profiling.CONVENTION``).
     """
 
     name: str
     summary: str
-    paper: dict[str, float] = field(default_factory=dict)
-    flop_convention: str = "MACs at 1x3x256x256 (fvcore, FFT counted analytically)"
+    paper_rows: tuple[tuple[str, str], ...] = ()
     deviations: tuple[str, ...] = ()
     batch_independent: bool = True
     stride: int = 1  # inputs are padded to a multiple of this

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -36,7 +37,18 @@ def test_models_prints_one_name_per_line(capsys):
 
 def test_model_card(capsys):
     assert cli.main(["models", "nafnet"]) == 0
-    assert '"presets"' in capsys.readouterr().out
+    card = json.loads(capsys.readouterr().out)
+    assert "presets" in card and card["paper_rows"] == [] and card["paper"] == {}  # not in the paper
+
+
+def test_model_card_quotes_the_paper_from_the_reference_tables(capsys):
+    from pipelines.engine.profiling import CONVENTION
+
+    assert cli.main(["models", "deepsn_xconv"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["paper"] == {"table4: baseline + explainable conv": {"psnr": 29.83, "gain_db": 0.72},
+                             "table5: DeepSN-Net + explainable conv": {"psnr": 29.83, "gain_db": 0.72}}
+    assert card["mac_convention"] == CONVENTION
 
 
 def test_unknown_model_card_is_one_line_error(capsys):

@@ -33,8 +33,8 @@ def test_registered_with_card_and_presets():
     assert "interir" in list_models()
     card = get_card("interir")
     assert card.stride == 8 and card.batch_independent
-    assert card.paper["params_M"] == 27 and card.paper["gflops"] == 22 and card.paper["psnr"] == 32.51
-    assert card.deviations and "256" in card.flop_convention
+    assert ("table8", "InterIR") in card.paper_rows and ("table4", "InterIR (all modules)") in card.paper_rows
+    assert card.deviations
 
 
 @pytest.mark.parametrize("size", [(33, 47), (64, 64), (17, 9)])

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +22,16 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipelines.data.manifest import COMBINATIONS
 from pipelines.reporting import claims
-from pipelines.reporting.inputs import COMBINATION_ORDER, Estimate, bootstrap, difference, score_matrix
+from pipelines.reporting.inputs import Estimate, bootstrap, difference, score_matrix
 
 REPO = Path(__file__).resolve().parents[1]
 # Models of the fixture: four with results, one listed without results ("not run").
 WITH_RESULTS = {"interir": 1.0, "deepsn_net": 0.0, "deepsn_xconv": 0.5, "fdtanet": -0.5}
 NOT_RUN_MODEL = "interir_como"
 SOURCES = 10  # 10 images per combination: the minimum for a gain verdict (claims.MIN_IMAGES)
+MLFLOW_UI = "http://mlflow.example:5000"
 
 
 def _write_manifest(root: Path) -> list[dict]:
@@ -43,7 +46,7 @@ def _write_manifest(root: Path) -> list[dict]:
     for s in range(SOURCES):
         clean = photo[40 * s: 40 * s + 32, 100:132]
         write_image(root / f"clean/src{s}.png", clean)
-        for comb in COMBINATION_ORDER:
+        for comb in COMBINATIONS:
             f = f"test/{comb.replace('+', '_')}/src{s}.png"
             write_image(root / f, np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1))
             rows.append({"file": f, "target": f"clean/src{s}.png", "source": f"src{s}", "split": "test",
@@ -70,7 +73,7 @@ def _write_results(base: Path, manifest: list[dict]) -> None:
     for model, offset in WITH_RESULTS.items():
         rows = []
         for r in manifest:
-            base_psnr = 20 + 2 * COMBINATION_ORDER.index(r["combination"]) / 7 + rng.normal(0, 0.3)
+            base_psnr = 20 + 2 * COMBINATIONS.index(r["combination"]) / 7 + rng.normal(0, 0.3)
             rows.append({"image": r["file"], "set": "MDIR", "combination": r["combination"], "haze": r["haze"],
                          "rain": r["rain"], "noise": r["noise"], "psnr": base_psnr + offset,
                          "ssim": 0.7 + offset / 100, "psnr_y": base_psnr + offset + 1, "ssim_y": 0.75,
@@ -82,8 +85,8 @@ def _write_results(base: Path, manifest: list[dict]) -> None:
         out = base / "results/eval" / f"{model}-s0"
         out.mkdir(parents=True)
         pd.DataFrame(rows).to_csv(out / "per_image.csv", index=False)
-        for i in range(2):
-            write_image(out / "samples" / f"MDIR_{i:03d}.png", np.full((32, 32, 3), 0.2 * (i + 1), np.float32))
+        for i in range(len(COMBINATIONS)):  # what the evaluate stage keeps: the first image of each combination
+            write_image(out / "samples" / f"MDIR_{i:03d}.png", np.full((32, 32, 3), 0.1 * (i + 1), np.float32))
         profile[model] = {"smoke": {"params": 1000, "gmacs": 0.1, "latency_s": 0.01},
                           "paper": {"params": 24e6 + 3e6 * offset, "gmacs": 86.0 - 60 * offset}}
         if model in ("interir", "deepsn_net"):  # real (untrained) smoke checkpoints for t-SNE, masks, iterates
@@ -124,7 +127,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
         raw = yaml.safe_load((REPO / "params.yaml").read_text())
         raw.update(profile="smoke", models=[*WITH_RESULTS, NOT_RUN_MODEL], seeds=[0])
         raw["data"]["root"] = ""
-        raw["report"] = {"bootstrap": 200, "ci": 0.95}
+        raw["report"] = {"bootstrap": 200, "ci": 0.95, "mlflow_ui": MLFLOW_UI}
         (base / "params.yaml").write_text(yaml.safe_dump(raw))
         from pipelines.stages import report
 
@@ -135,8 +138,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
         import mlflow
 
         paper_runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.role = 'paper'")
+        all_runs = mlflow.search_runs(search_all_experiments=True)
         yield {"base": base, "rc": rc, "out": base / "reports", "again": again, "paper_runs": paper_runs,
-               "summary": json.loads((base / "reports/summary.json").read_text())}
+               "all_runs": all_runs, "summary": json.loads((base / "reports/summary.json").read_text())}
     finally:
         os.chdir(cwd)
         for k, v in old.items():
@@ -147,17 +151,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_report_writes_every_table_and_figure(built: dict) -> None:
-    from pipelines.reporting.build import FIGURES, TABLE_FILES
+    from pipelines.reporting.build import FIGURES, table_files
 
     assert built["rc"] == 0
     out = built["out"]
-    for name in TABLE_FILES:
+    for name in table_files():
         assert (out / "tables" / f"{name}.csv").is_file(), name
+    magic = {".png": b"\x89PNG", ".jpg": b"\xff\xd8\xff"}
     for name in FIGURES:
-        png = out / "figures" / f"{name}.png"
-        assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG", name
+        (fig,) = (out / "figures").glob(f"{name}.*")
+        assert fig.read_bytes()[:len(magic[fig.suffix])] == magic[fig.suffix], name
+    assert {f.suffix for f in (out / "figures").glob("visual_*")} == {".jpg"}  # photos as JPEG
     page = (out / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == len(list((out / "figures").glob("*.png")))
+    assert page.count('src="data:image/') == len(list((out / "figures").iterdir()))
     assert 'src="http' not in page and "<script" not in page  # self-contained
 
 
@@ -200,6 +206,52 @@ def test_paper_runs_logged_once(built: dict) -> None:
     assert inter["metrics.MDIR/haze_rain_noise/psnr"] == pytest.approx(30.22)
 
 
+class _Links(HTMLParser):
+    """Element ids, the table of contents' links (inside <nav>) and every other link of a page."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.headings: list[str] = []
+        self.toc: list[str] = []
+        self.links: list[str] = []
+        self._nav = 0
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.append(a["id"])
+            if tag in ("h2", "h3", "figure"):
+                self.headings.append(a["id"])
+        self._nav += tag == "nav"
+        if tag == "a" and a.get("href"):
+            (self.toc if self._nav else self.links).append(a["href"])
+
+    def handle_endtag(self, tag: str) -> None:
+        self._nav -= tag == "nav"
+
+
+def test_html_contents_link_every_section(built: dict) -> None:
+    from pipelines.reporting import specs
+
+    page = _Links((built["out"] / "index.html").read_text())
+    assert len(page.ids) == len(set(page.ids))  # anchors are unique
+    targets = [h.removeprefix("#") for h in page.toc]
+    assert all(h.startswith("#") for h in page.toc) and set(targets) <= set(page.ids)  # every entry lands
+    assert set(page.headings) <= set(targets)  # every section, table and figure has an entry
+    assert {s.csv for s in specs.reported_tables()} <= set(targets)
+    assert {f"fig-{name}" for name in built["summary"]["figures"]} <= set(targets)
+
+
+def test_run_ids_link_to_the_mlflow_ui(built: dict) -> None:
+    runs = built["all_runs"]
+    links = set(_Links((built["out"] / "index.html").read_text()).links)
+    assert len(runs) == len(built["paper_runs"]) + 2  # the paper's rows and the two training runs
+    for _, r in runs.iterrows():
+        assert f"{MLFLOW_UI}/#/experiments/{r['experiment_id']}/runs/{r['run_id']}" in links, r["tags.mlflow.runName"]
+
+
 def test_html_renders_in_chromium(built: dict, tmp_path: Path) -> None:
     exe = shutil.which("chromium")
     if exe is None:
@@ -208,12 +260,13 @@ def test_html_renders_in_chromium(built: dict, tmp_path: Path) -> None:
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (built["out"] / "index.html").as_uri()]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
-    from pipelines.reporting.tables import TITLES
+    from pipelines.reporting import specs
 
-    for title in TITLES.values():
-        assert title.split(":")[0] + ":" in dom, title
+    tables = specs.reported_tables()
+    for spec in tables:
+        assert spec.name + ":" in dom, spec.title
     assert "Claims ledger" in dom and "not run" in dom and "paper only" in dom
-    assert dom.count("<table") >= len(TITLES) + 4  # + provenance, claims, consistency, runs
+    assert dom.count("<table") >= len(tables) + 4  # + provenance, claims, consistency, runs
     assert dom.count("<img") == len(built["summary"]["figures"])
 
 
@@ -292,3 +345,82 @@ def test_bootstrap_paired_and_over_seeds() -> None:
     unpaired = bootstrap([score_matrix(df[df.model == "a"], "psnr")], [1.0], 500, 0.95)
     assert unpaired.seeds == 3 and unpaired.high - unpaired.low > d.high - d.low
     assert claims.verdict_gain(d, 0.72) == claims.HOLDS
+
+
+# --------------------------------------------------------------------------- the table-spec registry
+
+
+def test_specs_name_real_reference_rows() -> None:
+    """Every spec's CSV, columns and baseline labels exist; every kind and layout has a builder and a view."""
+    from pipelines.reporting import page, paper_runs, specs, tables
+    from pipelines.reporting.inputs import reference_table
+
+    assert len({s.id for s in specs.TABLES}) == len(specs.TABLES)
+    for s in specs.TABLES:
+        ref = reference_table(s.csv)
+        assert s.label_col in ref.columns and (not s.key_col or s.key_col in ref.columns), s.id
+        if not s.reported:
+            continue
+        assert s.kind in tables.BUILDERS and s.kind in paper_runs.METRICS and s.layout in page.VIEWS, s.id
+        columns = {c for c, _ in s.quantities} | ({s.gain_col, "psnr"} if s.kind == specs.GAIN else
+                                                   {p for p, _ in s.metrics})
+        assert columns <= set(ref.columns), s.id
+        assert {lbl for pair in s.baseline_of for lbl in pair} <= set(ref[s.label_col]), s.id
+
+
+def test_card_paper_rows_are_reference_rows() -> None:
+    """Model cards say where the paper reports them; model_for reads it back."""
+    from interir.registry import get_card, list_models
+    from pipelines.reporting import specs
+    from pipelines.reporting.inputs import reference_table
+
+    for name in list_models():
+        for table, label in get_card(name).paper_rows:
+            s = specs.spec(table)
+            assert label in set(reference_table(s.csv)[s.label_col]), (name, table, label)
+            assert specs.model_for(table, label) == name
+    assert specs.model_for("table1", "Restormer") == ""  # a method the harness does not train
+
+
+NEW_TABLE = """method,testset,psnr,ssim
+NewNet,Rain100L,38.50,0.980
+NewNet,Test100,31.00,0.910
+NewNet,average,34.75,0.945
+"""
+
+
+def test_a_paper_table_is_one_csv_and_one_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding a table of an existing kind the documented way (docs/report.md) reaches every consumer."""
+    from pipelines.common.config import load_params
+    from pipelines.reporting import build, inputs, page, paper_runs, specs, tables
+
+    before = inputs.reference_hash()
+    ref = tmp_path / "reference"  # a copy of the reference folder with the new CSV
+    ref.mkdir()
+    for f in inputs.reference_dir().iterdir():
+        (ref / f.name).write_bytes(f.read_bytes())
+    (ref / "table9_denoise.csv").write_text(NEW_TABLE)
+    new = specs.TableSpec(id="table9", csv="table9_denoise", kind=specs.SDIR, layout=specs.WIDE,
+                          title="Table 9: a new test table (PSNR dB / SSIM)")
+    monkeypatch.setattr(inputs, "reference_dir", lambda: ref)
+    monkeypatch.setattr(specs, "TABLES", (*specs.TABLES, new))
+
+    assert inputs.reference_hash() != before
+    per_image = inputs.load_per_image(tmp_path / "no_results", ["interir"], [0])
+    tabs = tables.build_all(tables.Results(per_image, ["interir"], {}, "smoke", "cpu", 0, 0.95))
+    t9 = tabs["table9_denoise"]
+    assert list(tabs)[-1] == "table9_denoise" and set(t9["status"]) == {"paper only"}
+    assert t9[(t9["key"] == "Rain100L") & (t9["metric"] == "psnr")]["paper"].item() == 38.5
+    assert "table9_denoise" in build.table_files()
+    assert paper_runs.paper_metrics()["NewNet"] == {"rain100l/psnr": 38.5, "rain100l/ssim": 0.98,
+                                                   "test100/psnr": 31.0, "test100/ssim": 0.91,
+                                                   "average/psnr": 34.75, "average/ssim": 0.945}
+    checks = claims.consistency_checks()
+    assert "Table 9 NewNet: average PSNR = mean of the 2 test sets" in set(checks["check"])
+
+    ledger = claims.evaluate_claims(per_image, {}, 0, 0.95)
+    context = build.page_context(load_params(REPO / "params.yaml", "smoke"), {}, tabs, ledger, checks, {}, {},
+                                 pd.DataFrame(), pd.DataFrame(columns=["run_id"]), [], ["interir"])
+    html = page.render(context)
+    links = _Links(html)
+    assert "table9_denoise" in links.ids and "#table9_denoise" in links.toc and new.title in html

@@ -22,8 +22,9 @@ from tests.test_evaluate import save_checkpoint
 def test_tags_line_up_with_the_paper_tables() -> None:
     tags = tracking.run_tags("deepsn_xconv", "small", 2, "abc123")
     assert tags["role"] == "reproduced" and tags["seed"] == "2" and tags["data.version"] == "abc123"
-    assert tags["paper.table"] == "table4,table5"
-    assert "table4:baseline + explainable conv" in tags["paper.row"]
+    assert tags["paper.table"] == "table4,table5"  # from the model card's paper_rows
+    assert tags["paper.row"] == "table4:baseline + explainable conv; table5:DeepSN-Net + explainable conv"
+    assert tracking.paper_tags("nafnet") == {"paper.table": "", "paper.row": ""}  # not in the paper
     assert tracking.run_name("deepsn_xconv", "small", 2) == "deepsn_xconv/small/s2"
     assert tracking.experiment_name("small") == "interir-bench/small"
 

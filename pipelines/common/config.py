@@ -106,8 +106,9 @@ class ProfilingConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    bootstrap: int
-    ci: float
+    bootstrap: int  # bootstrap resamples of every interval
+    ci: float  # interval level
+    mlflow_ui: str  # base URL of the MLflow UI the report's run ids link to (`interir-bench ui` serves it)
 
 
 @dataclass(frozen=True)

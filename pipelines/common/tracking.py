@@ -13,9 +13,10 @@ one run per (model, profile, seed) named ``<model>/<profile>/s<seed>``. The trai
 the evaluate stage logs into the same run, found by its ``run.key`` tag (a hash of everything that
 determines the checkpoint), so the compare view shows one row per paper row. Tags: ``role``
 (``reproduced``), ``model``, ``profile``, ``seed``, ``data.version``, ``params.hash``, ``run.key``,
-``paper.table``/``paper.row``, ``mlflow.source.git.commit`` (+ ``git.dirty``) and, in a DVC
-experiment, ``dvc.exp_name``. Any exception inside :func:`tracked_run` marks the run FAILED (KILLED
-for Ctrl-C); a SIGKILLed run stays RUNNING until the resumed process reopens it.
+``paper.table``/``paper.row`` (from the model card's ``paper_rows``), ``mlflow.source.git.commit``
+(+ ``git.dirty``) and, in a DVC experiment, ``dvc.exp_name``. Any exception inside :func:`tracked_run`
+marks the run FAILED (KILLED for Ctrl-C); a SIGKILLed run stays RUNNING until the resumed process
+reopens it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from interir.registry import get_card
 from pipelines.common import env
-from pipelines.reporting.specs import rows_for, tables_for
 
 STORE_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlruns"
@@ -131,6 +132,14 @@ def run_name(model: str, profile: str, seed: int) -> str:
     return f"{model}/{profile}/s{seed}"
 
 
+def metric_key(set_name: str, metric: str, combination: str = "") -> str:
+    """The MLflow key of a metric on a test set, optionally one MDIR combination: ``MDIR/haze_rain_noise/psnr``.
+
+    MLflow keys cannot hold ``+``, so combinations are written with ``_``; the paper runs use the same keys.
+    """
+    return "/".join(part for part in (set_name, combination.replace("+", "_"), metric) if part)
+
+
 def setup(profile: str) -> Any:
     """Import mlflow lazily (1-2 s), point it at the store, create or select the profile's experiment."""
     env.apply_defaults()
@@ -157,6 +166,17 @@ def find_run(mlflow: Any, profile: str, key: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def paper_tags(model: str) -> dict[str, str]:
+    """Where the paper reports a registered model, from its card's ``paper_rows``.
+
+    ``paper.table`` lists the tables (``table4,table5``), ``paper.row`` the rows
+    (``table4:baseline + explainable conv; ...``); both empty for a model outside the paper.
+    """
+    rows = get_card(model).paper_rows
+    return {"paper.table": ",".join(table for table, _ in rows),
+            "paper.row": "; ".join(f"{table}:{label}" for table, label in rows)}
+
+
 def run_tags(model: str, profile: str, seed: int, data_version: str, role: str = "reproduced") -> dict[str, str]:
     """The tags that line a run up with the paper's tables in the MLflow compare view."""
     return {
@@ -165,8 +185,7 @@ def run_tags(model: str, profile: str, seed: int, data_version: str, role: str =
         "profile": profile,
         "seed": str(seed),
         "data.version": data_version,
-        "paper.table": tables_for(model),
-        "paper.row": rows_for(model),
+        **paper_tags(model),
     }
 
 

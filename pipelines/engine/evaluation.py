@@ -270,12 +270,12 @@ def _track(model_name: str, seed: int, profile: str, dver: str, state: dict[str,
         flat = {}
         for set_name, e in agg.items():
             for k in METRIC_KEYS:
-                flat[f"{set_name}/{k}"] = e[k]
+                flat[tracking.metric_key(set_name, k)] = e[k]
             for c, m in e.get("by_combination", {}).items():
                 for k in METRIC_KEYS:
-                    flat[f"{set_name}/{c}/{k}"] = m[k]
-            flat[f"{set_name}/runtime_s"] = e["runtime_s"]
-        mlflow.log_metrics({k.replace("+", "_"): v for k, v in flat.items()})
+                    flat[tracking.metric_key(set_name, k, c)] = m[k]
+            flat[tracking.metric_key(set_name, "runtime_s")] = e["runtime_s"]
+        mlflow.log_metrics(flat)
         mlflow.log_artifact(str(out_dir / PER_IMAGE), "eval")
         mlflow.log_artifact(str(out_dir / EVAL_METRICS), "eval")
         mlflow.log_artifact(str(out_dir / BY_COMBINATION), "eval")

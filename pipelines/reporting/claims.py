@@ -15,18 +15,29 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from importlib import resources
 
 import numpy as np
 import pandas as pd
 
-from pipelines.reporting.inputs import COMBINATION_ORDER, Estimate, difference, profile_value, reference_table, select
+from pipelines.data.manifest import COMBINATIONS
+from pipelines.reporting import specs
+from pipelines.reporting.inputs import (
+    Estimate,
+    difference,
+    profile_value,
+    reference_dir,
+    reference_table,
+    select,
+)
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive at this scale"
 MIN_IMAGES = 10  # fewer paired test images than this: no verdict (a bootstrap of 2-9 values is not a CI)
 NOT_RUN, PAPER_ONLY = "not run", "paper only (not reproducible here)"
 NOT_AVAILABLE = "not available (test set not under the data root)"
 CONSISTENT, INCONSISTENT = "consistent", "inconsistent"
+# Averages against their columns: the stated average is rounded (<= 0.005) and so is each column (the
+# mean's error <= 0.005), per paper metric.
+AVERAGE_TOLERANCE = {"psnr": 0.0101, "ssim": 0.00101}
 
 RULES = {
     "gain": "A gain (or loss) claim holds if the 95% bootstrap CI of our difference (paired over test images, "
@@ -44,14 +55,15 @@ RULES = {
                   "checked for internal consistency.",
     "internal": "Internal consistency: the number the text states is recomputed from the paper's own tables; "
                 "consistent if within the stated tolerance (0.011 dB for two-decimal differences, 0.1 "
-                "percentage point for ratios, exact for counts; averages against their columns within 0.0101 dB / "
-                "0.00101 SSIM, the rounding of the average plus that of the mean of rounded columns).",
+                "percentage point for ratios, exact for counts; averages against their columns within "
+                f"{AVERAGE_TOLERANCE['psnr']} dB / {AVERAGE_TOLERANCE['ssim']} SSIM, the rounding of the average "
+                "plus that of the mean of rounded columns).",
 }
 
 
 def load_claims() -> pd.DataFrame:
-    """The claims table (``pipelines/reference/claims.csv``)."""
-    with resources.files("pipelines.reporting.reference").joinpath("claims.csv").open() as fh:
+    """The claims table (``pipelines/reporting/reference/claims.csv``)."""
+    with reference_dir().joinpath("claims.csv").open() as fh:
         df = pd.read_csv(fh, keep_default_na=False, na_values=[""])
     for col in ("model_a", "model_b", "metric", "set", "combination", "paper_op", "paper_a", "paper_b"):
         df[col] = df[col].fillna("").astype(str)
@@ -170,7 +182,7 @@ def evaluate_claims(per_image: pd.DataFrame, profile: dict, n_boot: int, ci: flo
         elif kind == "gain_all":
             per = []
             diffs = []
-            for comb in COMBINATION_ORDER:
+            for comb in COMBINATIONS:
                 est = difference(per_image, c.model_a, c.model_b, c.set, c.metric, n_boot, ci, comb)
                 per.append(verdict_gain(est, 1.0))
                 diffs.append(est.value)
@@ -178,7 +190,7 @@ def evaluate_claims(per_image: pd.DataFrame, profile: dict, n_boot: int, ci: flo
             if verdict != NOT_RUN:
                 ours = float(sum(v == HOLDS for v in per))
                 detail = f"significant wins on {ours:.0f}/7; differences (dB) " + ", ".join(
-                    f"{k}: {d:+.2f}" for k, d in zip(COMBINATION_ORDER, diffs))
+                    f"{k}: {d:+.2f}" for k, d in zip(COMBINATIONS, diffs))
         elif kind in ("params", "macs", "params_delta", "macs_ratio"):
             if kind == "params":
                 ours = _params_m(profile, c.model_a)
@@ -207,6 +219,24 @@ def evaluate_claims(per_image: pd.DataFrame, profile: dict, n_boot: int, ci: flo
     return pd.DataFrame(rows)
 
 
+_AVERAGED = {specs.MDIR: "columns", specs.SDIR: "test sets"}  # what an average row of a kind averages
+
+
+def _average_checks(spec: specs.TableSpec) -> list[tuple[str, float, float, float]]:
+    """(check, stated, derived, tolerance) of every method's "average" row of an MDIR/SDIR table that has one."""
+    paper = reference_table(spec.csv)
+    out = []
+    for method, g in paper.groupby(spec.label_col, sort=False):
+        cols, avg = g[g[spec.key_col] != "average"], g[g[spec.key_col] == "average"]
+        if avg.empty:
+            continue
+        for metric, _ in spec.metrics:
+            out.append((f"{spec.name} {method}: average {metric.upper()} = mean of the {len(cols)} "
+                        f"{_AVERAGED[spec.kind]}", float(avg[metric].iloc[0]), float(cols[metric].mean()),
+                        AVERAGE_TOLERANCE[metric]))
+    return out
+
+
 def consistency_checks() -> pd.DataFrame:
     """Checks of the paper against itself: averages against their columns, tables quoting each other."""
     rows = []
@@ -215,25 +245,17 @@ def consistency_checks() -> pd.DataFrame:
         rows.append({"check": check, "stated": stated, "derived": derived, "difference": stated - derived,
                      "result": CONSISTENT if abs(stated - derived) <= tol + 1e-9 else INCONSISTENT})
 
-    # Averages: the stated average is rounded (<= 0.005) and so is each column (the mean's error <= 0.005).
-    t1 = reference_table("table1_mdir")
-    for method, g in t1.groupby("method", sort=False):
-        cols, avg = g[g["combination"] != "average"], g[g["combination"] == "average"]
-        for metric, tol in (("psnr", 0.0101), ("ssim", 0.00101)):
-            add(f"Table 1 {method}: average {metric.upper()} = mean of the 7 columns", float(avg[metric].iloc[0]),
-                float(cols[metric].mean()), tol)
-    t3 = reference_table("table3_derain_y")
-    for method, g in t3.groupby("method", sort=False):
-        cols, avg = g[g["testset"] != "average"], g[g["testset"] == "average"]
-        for metric, tol in (("psnr", 0.0101), ("ssim", 0.00101)):
-            add(f"Table 3 {method}: average {metric.upper()} = mean of the 4 test sets", float(avg[metric].iloc[0]),
-                float(cols[metric].mean()), tol)
+    for spec in specs.TABLES:
+        if spec.kind in _AVERAGED:
+            for check in _average_checks(spec):
+                add(*check)
+    t1 = reference_table(specs.spec("table1").csv)
 
     def t1v(method: str, comb: str) -> float:
         return float(t1[(t1["method"] == method) & (t1["combination"] == comb)]["psnr"].iloc[0])
 
-    t4, t5 = reference_table("table4_ablation"), reference_table("table5_transplant")
-    t7, t8 = reference_table("table7_conv_alternatives"), reference_table("table8_resources")
+    # Tables quoting each other: facts about these tables, not generic rules.
+    t4, t5, t7, t8 = (reference_table(specs.spec(t).csv) for t in ("table4", "table5", "table7", "table8"))
     add("Table 4 baseline = Table 1 DeepSN-Net haze+rain+noise", float(t4["psnr"].iloc[0]),
         t1v("DeepSN-Net", "haze+rain+noise"), 0)
     add("Table 4 InterIR = Table 1 InterIR haze+rain+noise", float(t4["psnr"].iloc[-1]),

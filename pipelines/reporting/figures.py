@@ -2,20 +2,26 @@
 
 Figures that need a model (t-SNE of degradation embeddings, explainable-conv masks, unfolding
 iterates) load the trained checkpoints ``results/train/<model>-s<seed>/model.pt`` and run them
-on the MDIR test inputs on the CPU.
+on the MDIR test inputs on the CPU. :func:`render` turns a Figure into the bytes the report
+writes and embeds: PNG for plots, JPEG for figures of photos (a tenth of the size).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipelines.reporting.inputs import COMBINATION_ORDER, reference_table
+from pipelines.data.manifest import COMBINATIONS
+from pipelines.reporting import specs
+from pipelines.reporting.inputs import reference_table
+
+JPEG_QUALITY = 85
 
 
 def _plt():
@@ -27,13 +33,25 @@ def _plt():
     return plt
 
 
-def png_bytes(fig: Any, dpi: int = 100) -> bytes:
+@dataclass(frozen=True)
+class Rendered:
+    """A figure as written to ``reports/figures/<name>.<fmt>`` and embedded in the page."""
+
+    data: bytes
+    fmt: str  # "png" or "jpg"
+    caption: str
+
+
+def render(fig: Any, caption: str, photo: bool = False, dpi: int = 100) -> Rendered:
+    """Save and close ``fig``: JPEG (quality JPEG_QUALITY) when it shows photos, else PNG."""
     import io
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fmt = "jpg" if photo else "png"
+    extra = {"pil_kwargs": {"quality": JPEG_QUALITY, "optimize": True}} if photo else {}
+    fig.savefig(buf, format="jpeg" if photo else "png", dpi=dpi, bbox_inches="tight", **extra)
     _plt().close(fig)
-    return buf.getvalue()
+    return Rendered(buf.getvalue(), fmt, caption)
 
 
 # --------------------------------------------------------------------------- resources
@@ -42,7 +60,7 @@ def png_bytes(fig: Any, dpi: int = 100) -> bytes:
 def fig_resources(t8: pd.DataFrame, profile: dict, per_image: pd.DataFrame, models: Sequence[str]) -> Any:
     """PSNR against MACs, marker area = parameters: paper (Table 8) and reproduced (paper-preset counts)."""
     plt = _plt()
-    paper = reference_table("table8_resources")
+    paper = reference_table(specs.spec("table8").csv)
     ours = []
     for m in models:
         e = profile.get(m, {}).get("paper")
@@ -178,7 +196,7 @@ def fig_tsne(train_dir: Path, seed: int, pairs: Sequence[Any], models: Sequence[
     inputs = [_read(p.input) for p in pairs]
     combos = [p.combination for p in pairs]
     fig, axes = plt.subplots(1, len(nets), figsize=(5.5 * len(nets), 4.6), squeeze=False)
-    palette = dict(zip(COMBINATION_ORDER, plt.get_cmap("tab10").colors))
+    palette = dict(zip(COMBINATIONS, plt.get_cmap("tab10").colors))
     scores = {}
     for ax, (label, net) in zip(axes[0], nets):
         emb = StandardScaler().fit_transform(embeddings(net, inputs))
@@ -187,7 +205,7 @@ def fig_tsne(train_dir: Path, seed: int, pairs: Sequence[Any], models: Sequence[
         labels = np.array(combos)
         sil = float(silhouette_score(emb, labels)) if len(set(combos)) > 1 else float("nan")
         scores[label] = sil
-        for c in COMBINATION_ORDER:
+        for c in COMBINATIONS:
             sel = labels == c
             if sel.any():
                 ax.scatter(xy[sel, 0], xy[sel, 1], s=30, color=palette[c], label=c, edgecolor="k", linewidth=0.3)
@@ -202,38 +220,72 @@ def fig_tsne(train_dir: Path, seed: int, pairs: Sequence[Any], models: Sequence[
 # --------------------------------------------------------------------------- visual comparison
 
 
-def fig_visual(set_name: str, samples: list[dict], models: Sequence[str], eval_dir: Path, seed: int) -> Any:
-    """Grid: input, each model's saved restoration, ground truth; one row per saved sample.
+# Visual grids are meant to be read at their native size (the page does not scale them down in a window wide
+# enough): a tile of TILE_IN inches at 100 dpi is 120 px, about the 128-px samples of the smoke set. Model names
+# head the columns in HEAD_PT, each row's label sits at its left in HEAD_PT, PSNRs under the tiles in PSNR_PT.
+TILE_IN, HEAD_PT, PSNR_PT = 1.2, 10, 9
+# Gaps (inches) between tiles, below a tile (its PSNR), and the margins for row labels and headers.
+GAP_W, GAP_H, LEFT, TOP, BOTTOM = 0.05, 0.32, 0.3, 0.8, 0.3
 
-    ``samples`` items: ``{"index", "input", "target", "label", "psnr": {model: value}}``.
+
+def _tile(ax: Any, path: Path) -> None:
+    """An image without ticks or frame (axis labels stay visible, unlike ``axis("off")``)."""
+    if path.is_file():
+        ax.imshow(_read(path))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _grid(n_rows: int, n_cols: int) -> tuple[Any, Any]:
+    """A figure of n_rows x n_cols square tiles of exactly TILE_IN inches (sized so imshow does not shrink them)."""
+    width = LEFT + n_cols * TILE_IN + (n_cols - 1) * GAP_W + 0.05
+    height = TOP + n_rows * TILE_IN + (n_rows - 1) * GAP_H + BOTTOM
+    return _plt().subplots(n_rows, n_cols, figsize=(width, height), squeeze=False, gridspec_kw={
+        "left": LEFT / width, "right": 1 - 0.05 / width, "top": 1 - TOP / height, "bottom": BOTTOM / height,
+        "wspace": GAP_W / TILE_IN, "hspace": GAP_H / TILE_IN})
+
+
+def _header(name: str) -> str:
+    """A column header that fits a tile: compound model names on two lines (``deepsn_`` / ``xconv``)."""
+    return name.replace("_", "_\n", 1)
+
+
+def fig_visual(title: str, set_name: str, samples: list[dict], models: Sequence[str], eval_dir: Path,
+               seed: int) -> Any:
+    """Grid of test images: input, each model's saved restoration, ground truth; one row per sample.
+
+    Model names head the columns once, each row's label (its combination or image name) sits once at its
+    left, and every restoration has its PSNR under it (the row's best in bold). ``samples`` items:
+    ``{"index", "input", "target", "label", "psnr": {model: value}}``.
     """
     from pipelines.common.paths import run_name
 
-    plt = _plt()
     have = [m for m in models if (Path(eval_dir) / run_name(m, seed) / "samples" / f"{set_name}_000.png").is_file()]
     cols = ["input", *have, "ground truth"]
     rows = [s for s in samples if Path(s["input"]).is_file()]
     if not rows:
         return None
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.6 * len(cols), 1.75 * len(rows) + 0.4),
-                             squeeze=False)
+    fig, axes = _grid(len(rows), len(cols))
     for r, s in enumerate(rows):
+        shown = {m: round(s["psnr"].get(m, float("nan")), 2) for m in have}  # as printed: ties are ties
+        best = max((v for v in shown.values() if math.isfinite(v)), default=float("nan"))
         for c, col in enumerate(cols):
             ax = axes[r][c]
-            ax.axis("off")
             if col == "input":
-                path, title = Path(s["input"]), f"input\n{s['label']}"
+                _tile(ax, Path(s["input"]))
+                ax.set_ylabel(s["label"], fontsize=HEAD_PT)
             elif col == "ground truth":
-                path, title = Path(s["target"]), "ground truth"
+                _tile(ax, Path(s["target"]))
             else:
-                path = Path(eval_dir) / run_name(col, seed) / "samples" / f"{set_name}_{s['index']:03d}.png"
-                p = s["psnr"].get(col, float("nan"))
-                title = f"{col}\n{p:.2f} dB" if math.isfinite(p) else f"{col}\nnot run"
-            if path.is_file():
-                ax.imshow(_read(path))
-            ax.set_title(title, fontsize=7)
-    fig.suptitle(f"{set_name}: visual comparison (PSNR of each restoration)", fontsize=10)
-    fig.tight_layout()
+                _tile(ax, Path(eval_dir) / run_name(col, seed) / "samples" / f"{set_name}_{s['index']:03d}.png")
+                p = shown[col]
+                ax.set_xlabel(f"{p:.2f} dB" if math.isfinite(p) else "not run", fontsize=PSNR_PT,
+                              fontweight="bold" if p == best else "normal")
+            if r == 0:
+                ax.set_title(_header(col), fontsize=HEAD_PT, fontweight="bold")
+    fig.suptitle(f"{title} (PSNR of each restoration under it; the best of a row in bold)", fontsize=11)
     return fig
 
 

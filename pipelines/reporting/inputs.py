@@ -15,32 +15,35 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from pipelines.common.paths import run_name
+from pipelines.reporting import specs
 
-REFERENCE_TABLES = ("table1_mdir", "table2_dehaze", "table3_derain_y", "table4_ablation",
-                    "table5_transplant", "table6_mdir_levels", "table7_conv_alternatives", "table8_resources")
-COMBINATION_ORDER = ("haze+rain+noise", "haze+rain", "haze+noise", "rain+noise", "haze", "rain", "noise")
-# Our SDIR set names (lower case, as the loaders name them) -> the paper's test-set label.
-SDIR_LABELS = {"sots-indoor": "SOTS-Indoor", "sots-outdoor": "SOTS-Outdoor", "rain100h": "Rain100H",
-               "rain100l": "Rain100L", "test100": "Test100", "test1200": "Test1200"}
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+
+def reference_dir() -> Traversable:
+    """The folder of the reference CSVs (packaged with pipelines.reporting; the only home of the paper's numbers)."""
+    return resources.files("pipelines.reporting.reference")
 
 
 def reference_table(name: str) -> pd.DataFrame:
-    """A paper table from the packaged reference CSVs (numbers quoted from the paper)."""
-    with resources.files("pipelines.reporting.reference").joinpath(f"{name}.csv").open() as fh:
+    """A paper table (reference CSV stem ``name``): numbers quoted from the paper."""
+    with reference_dir().joinpath(f"{name}.csv").open() as fh:
         return pd.read_csv(fh)
 
 
 def reference_hash() -> str:
-    """Short hash of every reference CSV (identifies the quoted numbers; used for idempotent paper runs)."""
+    """Short hash of every table spec's reference CSV and the claims (identifies the quoted numbers;
+    used for idempotent paper runs)."""
     h = hashlib.sha256()
-    for name in (*REFERENCE_TABLES, "claims"):
-        h.update(resources.files("pipelines.reporting.reference").joinpath(f"{name}.csv").read_bytes())
+    for name in (*(s.csv for s in specs.TABLES), "claims"):
+        h.update(reference_dir().joinpath(f"{name}.csv").read_bytes())
     return h.hexdigest()[:12]
 
 

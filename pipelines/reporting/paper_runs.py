@@ -2,53 +2,62 @@
 
 One run per paper row (named ``paper:<model>`` for methods the harness trains, else
 ``paper:<method>``) in the profile's experiment, so the MLflow compare view puts the paper
-and the reproduced runs side by side. Idempotent: runs are tagged with the hash of the
-reference CSVs and logged only when no ``role=paper`` run with that hash exists yet.
+and the reproduced runs side by side. Every table of :data:`pipelines.reporting.specs.TABLES`
+contributes through the metric function of its kind (:data:`METRICS`). Idempotent: runs are
+tagged with the hash of the reference CSVs and logged only when no ``role=paper`` run with
+that hash exists yet.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
-from pipelines.reporting.inputs import SDIR_LABELS, reference_hash, reference_table
-from pipelines.reporting.specs import PAPER_ROWS
+import pandas as pd
+
+from pipelines.common.tracking import metric_key
+from pipelines.reporting import specs
+from pipelines.reporting.inputs import reference_hash, reference_table
+from pipelines.reporting.specs import TableSpec, model_for
 
 
-def _model_of(table: str, label: str) -> str:
-    for model, rows in PAPER_ROWS.items():
-        if (table, label) in rows:
-            return model
-    return ""
+def _mdir(spec: TableSpec, r: pd.Series) -> dict[str, float]:
+    comb = "" if r[spec.key_col] == "average" else r[spec.key_col]
+    return {metric_key("MDIR", ours, comb): float(r[paper]) for paper, ours in spec.metrics}
+
+
+def _sdir(spec: TableSpec, r: pd.Series) -> dict[str, float]:
+    set_name = {v: k for k, v in specs.SDIR_LABELS.items()}.get(r[spec.key_col], r[spec.key_col])
+    return {metric_key(set_name, ours): float(r[paper]) for paper, ours in spec.metrics}
+
+
+def _gain(spec: TableSpec, r: pd.Series) -> dict[str, float]:
+    comb = "" if spec.combination == "average" else spec.combination
+    return {metric_key("MDIR", "psnr", comb): float(r["psnr"])}
+
+
+def _resources(spec: TableSpec, r: pd.Series) -> dict[str, float]:
+    out = {f"paper/{col}": float(r[col]) for col, _ in spec.quantities}
+    out.update({metric_key("MDIR", ours): float(r[paper]) for paper, ours in spec.metrics})
+    return out
+
+
+# Per table kind: one reference row -> its metrics under the evaluate stage's keys.
+METRICS: dict[str, Callable[[TableSpec, pd.Series], dict[str, float]]] = {
+    specs.MDIR: _mdir,
+    specs.SDIR: _sdir,
+    specs.GAIN: _gain,
+    specs.RESOURCES: _resources,
+}
 
 
 def paper_metrics() -> dict[str, dict[str, float]]:
-    """{run key (model or method): {metric key: value}} from the reference tables."""
+    """{run key (model or method): {metric key: value}} from the reported tables' reference CSVs."""
     out: dict[str, dict[str, float]] = defaultdict(dict)
-    t1 = reference_table("table1_mdir")
-    for _, r in t1.iterrows():
-        key = _model_of("table1", r["method"]) or r["method"]
-        prefix = "MDIR" if r["combination"] == "average" else f"MDIR/{r['combination'].replace('+', '_')}"
-        out[key][f"{prefix}/psnr"] = float(r["psnr"])
-        out[key][f"{prefix}/ssim"] = float(r["ssim"])
-    inv = {v: k for k, v in SDIR_LABELS.items()}
-    for table, metrics in (("table2_dehaze", ("psnr", "ssim")), ("table3_derain_y", ("psnr_y", "ssim_y"))):
-        for _, r in reference_table(table).iterrows():
-            key = _model_of(table.split("_")[0], r["method"]) or r["method"]
-            set_name = inv.get(r["testset"], r["testset"])
-            for m, col in zip(metrics, ("psnr", "ssim")):
-                out[key][f"{set_name}/{m}"] = float(r[col])
-    for table, label_col, comb in (("table4_ablation", "variant", "haze_rain_noise"),
-                                   ("table5_transplant", "method", "haze_rain_noise"),
-                                   ("table7_conv_alternatives", "conv", "")):
-        for _, r in reference_table(table).iterrows():
-            key = _model_of(table.split("_")[0], r[label_col]) or r[label_col]
-            out[key][f"MDIR/{comb}/psnr" if comb else "MDIR/psnr"] = float(r["psnr"])
-    for _, r in reference_table("table8_resources").iterrows():
-        key = _model_of("table8", r["method"]) or r["method"]
-        for col in ("time_s", "params_m", "gflops"):
-            out[key][f"paper/{col}"] = float(r[col])
-        out[key]["MDIR/psnr"] = float(r["psnr"])
-        out[key]["MDIR/ssim"] = float(r["ssim"])
+    for spec in specs.reported_tables():
+        for _, r in reference_table(spec.csv).iterrows():
+            label = r[spec.label_col]
+            out[model_for(spec.id, label) or label].update(METRICS[spec.kind](spec, r))
     return dict(out)
 
 
@@ -59,6 +68,7 @@ def log_paper_runs(profile: str) -> dict[str, str]:
     from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 
+    from interir.registry import list_models
     from pipelines.common import tracking
 
     mlflow = tracking.setup(profile)
@@ -74,11 +84,10 @@ def log_paper_runs(profile: str) -> dict[str, str]:
     for key, metrics in wanted.items():
         if key in have:
             continue
-        tables = ",".join(t for t, _ in PAPER_ROWS[key]) if key in PAPER_ROWS else ""
-        rows = "; ".join(f"{t}:{r}" for t, r in PAPER_ROWS[key]) if key in PAPER_ROWS else key
-        tags = {"role": "paper", "model": key, "profile": profile, "seed": "-",
-                "reference.hash": ref, "paper.table": tables, "paper.row": rows,
-                "source": "arXiv 2511.10166 (quoted in pipelines/reference)"}
+        # A method the harness does not train is its own paper row.
+        where = tracking.paper_tags(key) if key in list_models() else {"paper.table": "", "paper.row": key}
+        tags = {"role": "paper", "model": key, "profile": profile, "seed": "-", "reference.hash": ref, **where,
+                "source": "arXiv 2511.10166 (quoted in pipelines/reporting/reference)"}
         run = client.create_run(exp.experiment_id, run_name=f"paper:{key}", tags=tags)
         client.log_batch(run.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
                          tags=[RunTag("mlflow.note.content", "Numbers quoted from the paper, not computed.")])

@@ -1,24 +1,25 @@
-"""The report's tables: the paper's Tables 1-5, 7, 8 next to ours, in one long format.
+"""The report's tables: each paper table of :data:`pipelines.reporting.specs.TABLES` next to ours, in one long format.
 
-Every table is a DataFrame with one row per (method, key, metric): ``paper`` (quoted from
-``pipelines/reference``), ``ours`` (computed from the per-image results or profile.json),
+Every table is a DataFrame with one row per (method, key, metric): ``paper`` (quoted from the
+reference CSV), ``ours`` (computed from the per-image results or profile.json),
 ``delta = ours - paper``, the bootstrap interval of ours (``ci_low``, ``ci_high``), the number
 of test images and seeds, and a ``status``: reproduced, not run (a harness model without
 results), paper only (a method this harness does not train) or not available (our data has
-no such test set).
+no such test set). One builder per table kind (:data:`BUILDERS`), parametrised by the spec.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
+from pipelines.data.manifest import COMBINATIONS
+from pipelines.reporting import specs
 from pipelines.reporting.inputs import (
-    COMBINATION_ORDER,
     NAN_EST,
-    SDIR_LABELS,
     Estimate,
     difference,
     estimate,
@@ -26,29 +27,24 @@ from pipelines.reporting.inputs import (
     reference_table,
     select,
 )
-from pipelines.reporting.specs import PAPER_ROWS
+from pipelines.reporting.specs import TableSpec, model_for
 
 REPRODUCED, NOT_RUN, PAPER_ONLY, NOT_AVAILABLE = "reproduced", "not run", "paper only", "not available"
 COLUMNS = ["table", "method", "model", "key", "metric", "paper", "ours", "delta", "ci_low", "ci_high", "n_images",
            "n_seeds", "status", "note"]
-TITLES = {
-    "table1_mdir": "Table 1: MDIR, seven degradation combinations and their average (PSNR dB / SSIM, RGB)",
-    "table2_dehaze": "Table 2: dehazing, SOTS (PSNR dB / SSIM, RGB)",
-    "table3_derain_y": "Table 3: deraining (PSNR dB / SSIM on the Y channel)",
-    "table4_ablation": "Table 4: ablation ladder on DeepSN-Net (PSNR dB, haze+rain+noise column of Table 1)",
-    "table5_transplant": "Table 5: the explainable convolution transplanted (PSNR dB, haze+rain+noise column)",
-    "table7_conv_alternatives": "Table 7: alternatives to the explainable convolution (PSNR dB, 7-combination "
-                                "average; extra parameters in M)",
-    "table8_resources": "Table 8: time, parameters, MACs, PSNR, SSIM (7-combination average)",
-}
 
 
-def model_for(table: str, label: str) -> str:
-    """The harness model reported under ``label`` in ``table`` ("" if the harness does not train it)."""
-    for model, rows in PAPER_ROWS.items():
-        if (table.split("_")[0], label) in rows:
-            return model
-    return ""
+@dataclass(frozen=True)
+class Results:
+    """What the builders compute ours from: per-image scores, profile.json and the bootstrap settings."""
+
+    per_image: pd.DataFrame
+    models: Sequence[str]
+    profile: dict
+    pipeline_preset: str  # the preset the pipeline trained (its latency is a row of its own in Table 8)
+    machine: str  # CPU of the latency numbers
+    n_boot: int
+    ci: float
 
 
 def _row(table: str, method: str, model: str, key: str, metric: str, paper: float, est: Estimate,
@@ -67,177 +63,156 @@ def _status(model: str, models: Sequence[str], est: Estimate) -> str:
     return REPRODUCED
 
 
-def _mdir(per_image: pd.DataFrame, model: str, metric: str, comb: str, n_boot: int, ci: float) -> Estimate:
-    if not model:
+def _mdir(res: Results, model: str, metric: str, comb: str) -> Estimate:
+    """Ours on the MDIR test split (one combination, or all for "average"); NaN for a model without results."""
+    if not model or model not in res.models:
         return NAN_EST
-    return estimate(per_image, model, "MDIR", metric, n_boot, ci, "" if comb == "average" else comb)
+    return estimate(res.per_image, model, "MDIR", metric, res.n_boot, res.ci, "" if comb == "average" else comb)
 
 
-def table1(per_image: pd.DataFrame, models: Sequence[str], n_boot: int, ci: float) -> pd.DataFrame:
-    """Table 1: MDIR PSNR/SSIM per combination and average."""
-    paper = reference_table("table1_mdir")
+def mdir_table(spec: TableSpec, res: Results) -> pd.DataFrame:
+    """Methods x (the seven combinations, average) x metrics (Table 1)."""
+    paper = reference_table(spec.csv)
     rows = []
-    for method in paper["method"].unique():
-        model = model_for("table1", method)
-        for comb in (*COMBINATION_ORDER, "average"):
-            pref = paper[(paper["method"] == method) & (paper["combination"] == comb)]
-            for metric in ("psnr", "ssim"):
-                est = _mdir(per_image, model, metric, comb, n_boot, ci) if model in models else NAN_EST
-                p = float(pref[metric].iloc[0]) if len(pref) else float("nan")
-                rows.append(_row("table1_mdir", method, model, comb, metric, p, est, _status(model, models, est)))
+    for method in paper[spec.label_col].unique():
+        model = model_for(spec.id, method)
+        for comb in (*COMBINATIONS, "average"):
+            pref = paper[(paper[spec.label_col] == method) & (paper[spec.key_col] == comb)]
+            for paper_metric, our_metric in spec.metrics:
+                est = _mdir(res, model, our_metric, comb)
+                p = float(pref[paper_metric].iloc[0]) if len(pref) else float("nan")
+                rows.append(_row(spec.csv, method, model, comb, paper_metric, p, est, _status(model, res.models, est)))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _sdir_table(table: str, per_image: pd.DataFrame, models: Sequence[str], metrics: dict[str, str],
-                n_boot: int, ci: float, subset_note: str) -> pd.DataFrame:
-    paper = reference_table(table)
+def _sdir_estimate(spec: TableSpec, res: Results, model: str, testset: str, our_metric: str,
+                   have_sets: set[str]) -> tuple[Estimate, str, str]:
+    """(ours, status, note) of one method on one SDIR test set."""
+    if not model:
+        return NAN_EST, PAPER_ONLY, ""
+    if model not in res.models or select(res.per_image, model, "MDIR").empty:
+        return NAN_EST, NOT_RUN, ""
+    if testset == "average":
+        return NAN_EST, NOT_AVAILABLE, "average over the four sets not computable on our data"
+    ours_set = next((k for k, v in specs.SDIR_LABELS.items() if v == testset), "")
+    if ours_set not in have_sets:
+        return NAN_EST, NOT_AVAILABLE, "test set not under the data root"
+    est = estimate(res.per_image, model, ours_set, our_metric, res.n_boot, res.ci)
+    if not est.ok:
+        return est, NOT_RUN, ""
+    return est, REPRODUCED, spec.subset_note.format(n=est.n)
+
+
+def sdir_table(spec: TableSpec, res: Results) -> pd.DataFrame:
+    """Methods x the paper's test sets (Tables 2, 3); ours on the subsets under the data root."""
+    paper = reference_table(spec.csv)
+    have_sets = {s.lower() for s in res.per_image["set"].unique()} if len(res.per_image) else set()
     rows = []
-    have_sets = {s.lower() for s in per_image["set"].unique()} if len(per_image) else set()
-    for method in paper["method"].unique():
-        model = model_for(table.split("_")[0], method)
-        for testset in paper[paper["method"] == method]["testset"]:
-            ours_set = next((k for k, v in SDIR_LABELS.items() if v == testset), "")
-            pref = paper[(paper["method"] == method) & (paper["testset"] == testset)]
-            for paper_metric, our_metric in metrics.items():
-                p = float(pref[paper_metric].iloc[0])
-                note = ""
-                if not model:
-                    est, status = NAN_EST, PAPER_ONLY
-                elif model not in models or select(per_image, model, "MDIR").empty:
-                    est, status = NAN_EST, NOT_RUN
-                elif testset == "average":
-                    est, status = NAN_EST, NOT_AVAILABLE
-                    note = "average over the four sets not computable on our data"
-                elif ours_set not in have_sets:
-                    est, status = NAN_EST, NOT_AVAILABLE
-                    note = "test set not under the data root"
-                else:
-                    est = estimate(per_image, model, ours_set, our_metric, n_boot, ci)
-                    status = REPRODUCED if est.ok else NOT_RUN
-                    note = subset_note.format(n=est.n) if est.ok else ""
-                rows.append(_row(table, method, model, testset, paper_metric, p, est, status, note))
+    for method in paper[spec.label_col].unique():
+        model = model_for(spec.id, method)
+        for _, r in paper[paper[spec.label_col] == method].iterrows():
+            for paper_metric, our_metric in spec.metrics:
+                testset = r[spec.key_col]
+                est, status, note = _sdir_estimate(spec, res, model, testset, our_metric, have_sets)
+                rows.append(_row(spec.csv, method, model, testset, paper_metric, float(r[paper_metric]), est,
+                                 status, note))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def table2(per_image: pd.DataFrame, models: Sequence[str], n_boot: int, ci: float) -> pd.DataFrame:
-    """Table 2: dehazing; ours on the SOTS-indoor subset under the data root (RGB)."""
-    return _sdir_table("table2_dehaze", per_image, models, {"psnr": "psnr", "ssim": "ssim"}, n_boot, ci,
-                       "{n}-image subset of SOTS-indoor (500 in the paper); trained on MDIR, not on ITS")
+def _gain(spec: TableSpec, res: Results, model: str, base_model: str) -> Estimate:
+    """Ours: mean PSNR of ``model`` minus ``base_model``'s, paired over the test images."""
+    if model not in res.models or base_model not in res.models:
+        return NAN_EST
+    comb = "" if spec.combination == "average" else spec.combination
+    return difference(res.per_image, model, base_model, "MDIR", "psnr", res.n_boot, res.ci, comb)
 
 
-def table3(per_image: pd.DataFrame, models: Sequence[str], n_boot: int, ci: float) -> pd.DataFrame:
-    """Table 3: deraining on the Y channel; ours on the Rain100H subset."""
-    return _sdir_table("table3_derain_y", per_image, models, {"psnr": "psnr_y", "ssim": "ssim_y"}, n_boot, ci,
-                       "{n}-image subset of Rain100H (100 in the paper); trained on MDIR, not on the rain sets")
+def _extra_params(spec: TableSpec, res: Results, paper: pd.DataFrame) -> list[dict]:
+    """Rows of the paper's extra parameters (M) of a variant over its baseline row, ours from profile.json."""
+    baseline_of = dict(spec.baseline_of)
+    rows = []
+    for _, r in paper.dropna(subset=["extra_params_m"]).iterrows():
+        model = model_for(spec.id, r[spec.label_col])
+        base_model = model_for(spec.id, baseline_of[r[spec.label_col]])
+        ours = (profile_value(res.profile, model, "paper", "params")
+                - profile_value(res.profile, base_model, "paper", "params")) / 1e6
+        est = Estimate(ours, float("nan"), float("nan"), 0, 0)
+        rows.append(_row(spec.csv, r[spec.label_col], model, "paper preset", "extra_params_m",
+                         float(r["extra_params_m"]), est, REPRODUCED if math.isfinite(ours) else NOT_RUN,
+                         "params(variant) - params(InterIR), paper preset, from profile.json"))
+    return rows
 
 
-def _gain_table(table: str, label_col: str, baseline_of: dict[str, str], metric_col: str, comb: str,
-                per_image: pd.DataFrame, models: Sequence[str], n_boot: int, ci: float,
-                gain_col: str, gain_metric: str) -> pd.DataFrame:
-    """A PSNR table with gains over a baseline row (Tables 4, 5, 7)."""
-    paper = reference_table(table)
+def gain_table(spec: TableSpec, res: Results) -> pd.DataFrame:
+    """A PSNR column with each row's gain over its baseline row (Tables 4, 5, 7)."""
+    paper = reference_table(spec.csv)
+    baseline_of = dict(spec.baseline_of)
     rows = []
     for _, r in paper.iterrows():
-        label = r[label_col]
-        model = model_for(table.split("_")[0], label)
-        est = _mdir(per_image, model, "psnr", comb, n_boot, ci) if model in models else NAN_EST
-        status = _status(model, models, est)
-        rows.append(_row(table, label, model, comb, "psnr", float(r[metric_col]), est, status))
+        label = r[spec.label_col]
+        model = model_for(spec.id, label)
+        est = _mdir(res, model, "psnr", spec.combination)
+        rows.append(_row(spec.csv, label, model, spec.combination, "psnr", float(r["psnr"]), est,
+                         _status(model, res.models, est)))
         base_label = baseline_of.get(label)
         if base_label is None:
             continue
-        base_model = model_for(table.split("_")[0], base_label)
-        if model in models and base_model in models:
-            d = difference(per_image, model, base_model, "MDIR", "psnr", n_boot, ci,
-                           "" if comb == "average" else comb)
-        else:
-            d = NAN_EST
-        rows.append(_row(table, label, model, comb, gain_metric, float(r[gain_col]), d,
-                         _status(model, models, d), f"vs {base_label} (paired over test images)"))
+        d = _gain(spec, res, model, model_for(spec.id, base_label))
+        rows.append(_row(spec.csv, label, model, spec.combination, spec.gain_col, float(r[spec.gain_col]), d,
+                         _status(model, res.models, d), f"vs {base_label} (paired over test images)"))
+    if spec.extra_params:
+        rows += _extra_params(spec, res, paper)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def table4(per_image: pd.DataFrame, models: Sequence[str], n_boot: int, ci: float) -> pd.DataFrame:
-    """Table 4: the ablation ladder, PSNR on haze+rain+noise and gains over the DeepSN-Net baseline."""
-    base = "DeepSN-Net baseline"
-    labels = reference_table("table4_ablation")["variant"]
-    return _gain_table("table4_ablation", "variant", {v: base for v in labels if v != base}, "psnr",
-                       "haze+rain+noise", per_image, models, n_boot, ci, "gain_db", "gain_db")
+def _quantity(res: Results, model: str, have: bool, key: str) -> tuple[Estimate, str, str]:
+    """(ours, status, note) of one profile.json quantity at the paper preset."""
+    v = profile_value(res.profile, model, "paper", key) if have else float("nan")
+    v = v / 1e6 if key == "params" else v
+    est = Estimate(v, float("nan"), float("nan"), 0, 0)
+    status = PAPER_ONLY if not model else REPRODUCED if math.isfinite(v) else NOT_AVAILABLE if have else NOT_RUN
+    note = ""
+    if key == "gmacs" and math.isfinite(v):
+        note = "ours: MACs (1 multiply-add = 1), paper preset, 1x3x256x256"
+    if key == "latency_s":
+        note = f"ours: CPU, batch 1, 256x256, paper preset; {res.machine}" if math.isfinite(v) else (
+            "paper-preset latency not measured (profiling.paper_full=false)" if have else "")
+    return est, status, note
 
 
-def table5(per_image: pd.DataFrame, models: Sequence[str], n_boot: int, ci: float) -> pd.DataFrame:
-    """Table 5: explainable conv in FDTANet and DeepSN-Net (haze+rain+noise)."""
-    return _gain_table("table5_transplant", "method", {"FDTANet + explainable conv": "FDTANet",
-                                                        "DeepSN-Net + explainable conv": "DeepSN-Net"},
-                       "psnr", "haze+rain+noise", per_image, models, n_boot, ci, "gain_db", "gain_db")
-
-
-def table7(per_image: pd.DataFrame, models: Sequence[str], profile: dict, n_boot: int, ci: float) -> pd.DataFrame:
-    """Table 7: CoMo and ARConv instead of the explainable conv; PSNR deltas and extra parameters."""
-    base = "explainable conv"
-    df = _gain_table("table7_conv_alternatives", "conv", {"CoMo": base, "ARConv": base}, "psnr", "average",
-                     per_image, models, n_boot, ci, "delta_db", "delta_db")
-    paper = reference_table("table7_conv_alternatives")
-    base_model = model_for("table7", base)
-    extra = []
-    for _, r in paper.dropna(subset=["extra_params_m"]).iterrows():
-        model = model_for("table7", r["conv"])
-        ours = (profile_value(profile, model, "paper", "params") - profile_value(profile, base_model, "paper",
-                                                                                 "params")) / 1e6
-        est = Estimate(ours, float("nan"), float("nan"), 0, 0)
-        status = REPRODUCED if math.isfinite(ours) else NOT_RUN
-        extra.append(_row("table7_conv_alternatives", r["conv"], model, "paper preset", "extra_params_m",
-                          float(r["extra_params_m"]), est, status,
-                          "params(variant) - params(InterIR), paper preset, from profile.json"))
-    return pd.concat([df, pd.DataFrame(extra, columns=COLUMNS)], ignore_index=True)
-
-
-def table8(per_image: pd.DataFrame, models: Sequence[str], profile: dict, pipeline_preset: str, machine: str,
-           n_boot: int, ci: float) -> pd.DataFrame:
-    """Table 8: resources (paper-preset params/MACs, CPU latency on this machine) and MDIR average quality."""
-    paper = reference_table("table8_resources")
+def resources_table(spec: TableSpec, res: Results) -> pd.DataFrame:
+    """Paper-preset resources (profile.json; CPU latency on this machine) and MDIR average quality (Table 8)."""
+    paper = reference_table(spec.csv)
     rows = []
     for _, r in paper.iterrows():
-        method = r["method"]
-        model = model_for("table8", method)
-        have = model in models and model in profile
-        for metric in ("time_s", "params_m", "gflops", "psnr", "ssim"):
-            p = float(r[metric])
-            note = ""
-            if metric in ("psnr", "ssim"):
-                est = _mdir(per_image, model, metric, "average", n_boot, ci) if model in models else NAN_EST
-                status = _status(model, models, est)
-            else:
-                key = {"time_s": "latency_s", "params_m": "params", "gflops": "gmacs"}[metric]
-                v = profile_value(profile, model, "paper", key) if have else float("nan")
-                v = v / 1e6 if metric == "params_m" else v
-                est = Estimate(v, float("nan"), float("nan"), 0, 0)
-                status = PAPER_ONLY if not model else REPRODUCED if math.isfinite(v) else NOT_AVAILABLE if have \
-                    else NOT_RUN
-                if metric == "gflops" and math.isfinite(v):
-                    note = "ours: MACs (1 multiply-add = 1), paper preset, 1x3x256x256"
-                if metric == "time_s":
-                    note = f"ours: CPU, batch 1, 256x256, paper preset; {machine}" if math.isfinite(v) else (
-                        "paper-preset latency not measured (profiling.paper_full=false)" if have else "")
-            rows.append(_row("table8_resources", method, model, "", metric, p, est, status, note))
+        method = r[spec.label_col]
+        model = model_for(spec.id, method)
+        have = model in res.models and model in res.profile
+        for col, key in spec.quantities:
+            est, status, note = _quantity(res, model, have, key)
+            rows.append(_row(spec.csv, method, model, "", col, float(r[col]), est, status, note))
+        for paper_metric, our_metric in spec.metrics:
+            est = _mdir(res, model, our_metric, "average")
+            rows.append(_row(spec.csv, method, model, "", paper_metric, float(r[paper_metric]), est,
+                             _status(model, res.models, est)))
         if model:
-            v = profile_value(profile, model, pipeline_preset, "latency_s") if have else float("nan")
+            preset = res.pipeline_preset
+            v = profile_value(res.profile, model, preset, "latency_s") if have else float("nan")
             est = Estimate(v, float("nan"), float("nan"), 0, 0)
-            rows.append(_row("table8_resources", method, model, "", f"time_s_{pipeline_preset}_preset",
-                             float("nan"), est, REPRODUCED if math.isfinite(v) else NOT_RUN,
-                             f"ours only: CPU latency of the {pipeline_preset} preset, 256x256; {machine}"))
+            rows.append(_row(spec.csv, method, model, "", f"time_s_{preset}_preset", float("nan"), est,
+                             REPRODUCED if math.isfinite(v) else NOT_RUN,
+                             f"ours only: CPU latency of the {preset} preset, 256x256; {res.machine}"))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def build_all(per_image: pd.DataFrame, models: Sequence[str], profile: dict, pipeline_preset: str, machine: str,
-              n_boot: int, ci: float) -> dict[str, pd.DataFrame]:
-    """Every table, keyed by the reference table's name."""
-    return {
-        "table1_mdir": table1(per_image, models, n_boot, ci),
-        "table2_dehaze": table2(per_image, models, n_boot, ci),
-        "table3_derain_y": table3(per_image, models, n_boot, ci),
-        "table4_ablation": table4(per_image, models, n_boot, ci),
-        "table5_transplant": table5(per_image, models, n_boot, ci),
-        "table7_conv_alternatives": table7(per_image, models, profile, n_boot, ci),
-        "table8_resources": table8(per_image, models, profile, pipeline_preset, machine, n_boot, ci),
-    }
+BUILDERS: dict[str, Callable[[TableSpec, Results], pd.DataFrame]] = {
+    specs.MDIR: mdir_table,
+    specs.SDIR: sdir_table,
+    specs.GAIN: gain_table,
+    specs.RESOURCES: resources_table,
+}
+
+
+def build_all(res: Results) -> dict[str, pd.DataFrame]:
+    """Every reported table of the registry, keyed by its reference CSV stem, in the registry's order."""
+    return {spec.csv: BUILDERS[spec.kind](spec, res) for spec in specs.reported_tables()}
