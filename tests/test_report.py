@@ -96,7 +96,12 @@ def _write_results(base: Path, manifest: list[dict]) -> None:
             ckpt.parent.mkdir(parents=True)
             checkpoint.save(ckpt, {"model": model, "model_args": model_args(model, "smoke"), "step": 0,
                                    "model_state": net.state_dict()})
+            (ckpt.parent / "curve.csv").write_text("step,loss,lr\n" + "".join(
+                f"{10 * s},{1.0 / s:.6f},1e-3\n" for s in range(1, 6)))
     (base / "results/profile.json").write_text(json.dumps(profile))
+    latency = {"protocol": "CPU, batch 1, 1x3x256x256, 1 intra-op thread(s)", "machine": {"cpu": "Fixture CPU"},
+               "seconds": {"interir": {"paper": 0.5, "smoke": 0.01}}}
+    (base / "latency.json").write_text(json.dumps(latency))
 
 
 def _write_mlflow_runs() -> None:
@@ -131,7 +136,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
         (base / "params.yaml").write_text(yaml.safe_dump(raw))
         from pipelines.stages import report
 
-        rc = report.main(["--params", "params.yaml", "--out", "reports"])
+        rc = report.main(["--params", "params.yaml", "--out", "reports", "--latency-json", "latency.json"])
+        outputs = {p: p.read_bytes() for d in ("tables", "figures") for p in (base / "reports" / d).iterdir()}
+        rerun = report.main(["--params", "params.yaml", "--out", "reports", "--latency-json", "latency.json"])
         from pipelines.reporting.paper_runs import log_paper_runs
 
         again = log_paper_runs("smoke")  # second call must not add runs
@@ -139,7 +146,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
         paper_runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.role = 'paper'")
         all_runs = mlflow.search_runs(search_all_experiments=True)
+        rerun_same = rerun == 0 and outputs == {p: p.read_bytes() for p in outputs}
         yield {"base": base, "rc": rc, "out": base / "reports", "again": again, "paper_runs": paper_runs,
+               "rerun_same": rerun_same,
                "all_runs": all_runs, "summary": json.loads((base / "reports/summary.json").read_text())}
     finally:
         os.chdir(cwd)
@@ -186,6 +195,15 @@ def test_tables_mark_paper_only_and_not_run(built: dict) -> None:
     t8 = pd.read_csv(built["out"] / "tables/table8_resources.csv", keep_default_na=False)
     params = t8[(t8["method"] == "InterIR") & (t8["metric"] == "params_m")].iloc[0]
     assert float(params["ours"]) == pytest.approx(27.0)
+    time_s = t8[(t8["method"] == "InterIR") & (t8["metric"] == "time_s")].iloc[0]  # from the latency file
+    assert float(time_s["ours"]) == pytest.approx(0.5) and "Fixture CPU" in time_s["note"]
+
+
+def test_outputs_are_byte_stable(built: dict) -> None:
+    """The stage's DVC outputs (tables, figures) are the same bytes on a second run; what changes between runs
+    (run ids, time, commit) is only in the files DVC does not hash."""
+    assert built["rerun_same"]
+    assert (built["out"] / "runs.csv").is_file() and not (built["out"] / "tables" / "runs.csv").exists()
 
 
 def test_claims_ledger_on_fixture(built: dict) -> None:

@@ -41,6 +41,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def ensure_writable_dir(folder: str | os.PathLike) -> Path:
     """Create ``folder`` if needed and fail (one line, naming it) before any work if it cannot be written."""
     folder = Path(folder)

@@ -15,6 +15,7 @@ TRAIN_DIR = Path("results/train")  # <run>/model.pt, <run>/train.json
 CKPT_DIR = Path("checkpoints")  # <run>/last.pt: resume state, never cached
 EVAL_DIR = Path("results/eval")  # <run>/per_image.csv, metrics.json, samples/
 PROFILE_JSON = Path("results/profile.json")
+LATENCY_JSON = Path("benchmarks/results/latency_cpu.json")  # Table 8 latency, measured by bench_latency.py
 REPORT_DIR = Path("reports")  # index.html, tables/, figures/
 
 MODEL_FILE = "model.pt"

@@ -22,7 +22,7 @@ import pandas as pd
 
 from pipelines.common import env, tracking
 from pipelines.common.config import Params
-from pipelines.common.files import write_text
+from pipelines.common.files import write_bytes, write_text
 from pipelines.reporting import claims as claims_mod
 from pipelines.reporting import figures as figs
 from pipelines.reporting import inputs as data
@@ -30,7 +30,7 @@ from pipelines.reporting import page, specs, tables
 from pipelines.reporting.figures import Rendered
 from pipelines.reporting.inputs import load_per_image
 
-EXTRA_TABLE_FILES = ("claims", "paper_consistency", "runs")
+EXTRA_TABLE_FILES = ("claims", "paper_consistency")
 # Figures of a report with every input (the visual grids of SDIR sets come on top, one per set found).
 FIGURES = ("resources", "psnr_vs_level", "tsne", "visual_mdir_mixed", "visual_mdir_single", "masks", "iterates",
            "training")
@@ -161,10 +161,9 @@ def build_figures(params: Params, per_image: pd.DataFrame, profile: dict, tabs: 
         put("iterates", figs.fig_iterates(net, its_pairs, "InterIR"),
             "The unfolding made visible: the image estimate x_k after stages k of the trained InterIR, and the "
             "PSNR of every iterate (grey: single images, red: mean).", photo=True)
-    train_runs = data.latest_runs(runs, models, params.seeds)
-    ids = {f"{r['tags.model']} s{r['tags.seed']}": r["run_id"] for _, r in train_runs.iterrows()}
-    put("training", figs.fig_training(data.loss_history(ids)),
-        "Training loss per run, read from MLflow (train/loss, logged every train.log_every steps).")
+    put("training", figs.fig_training(data.training_curves(train_dir, models, params.seeds)),
+        "Training loss per run (results/train/<model>-s<seed>/curve.csv: the mean of the last train.log_every "
+        "steps' losses, logged every train.log_every steps; also in MLflow as train/loss).")
     extra["timings"] = timings
     return out, extra
 
@@ -228,14 +227,19 @@ def page_context(params: Params, prov: dict[str, Any], tabs: dict[str, pd.DataFr
 
 
 def build_report(params: Params, out: Path, eval_dir: Path, train_dir: Path, data_dir: Path,
-                 profile_path: Path, log_paper: bool = True) -> dict[str, Any]:
-    """Write every table, figure and the HTML page; return a summary."""
+                 profile_path: Path, latency_path: Path | None = None, log_paper: bool = True) -> dict[str, Any]:
+    """Write every table, figure and the HTML page; return a summary.
+
+    ``tables/`` and ``figures/`` (the stage's DVC outputs) are a pure function of the declared inputs: the
+    same bytes on every run. What changes from run to run (MLflow run ids and links, the git commit, the
+    time, the machine) goes only to ``index.html``, ``runs.csv``, ``provenance.json`` and ``summary.json``,
+    which DVC does not hash.
+    """
     t0 = time.perf_counter()
     models = list(params.models)
     cfg = params.report
     per_image = load_per_image(eval_dir, models, params.seeds)
-    profile = data.load_profile(profile_path)
-    machine = data.hardware().split(";")[0]
+    profile, machine = data.load_profile(profile_path, latency_path)
     tabs = tables.build_all(tables.Results(per_image, models, profile, params.preset, machine, cfg.bootstrap,
                                            cfg.ci))
     ledger = claims_mod.evaluate_claims(per_image, profile, cfg.bootstrap, cfg.ci)
@@ -259,9 +263,9 @@ def build_report(params: Params, out: Path, eval_dir: Path, train_dir: Path, dat
         write_text(out / "tables" / f"{name}.csv", df.to_csv(index=False))
     write_text(out / "tables" / "claims.csv", ledger.to_csv(index=False))
     write_text(out / "tables" / "paper_consistency.csv", consistency.to_csv(index=False))
-    write_text(out / "tables" / "runs.csv", run_table.to_csv(index=False))
     for name, fig in figures.items():
-        (out / "figures" / f"{name}.{fig.fmt}").write_bytes(fig.data)
+        write_bytes(out / "figures" / f"{name}.{fig.fmt}", fig.data)
+    write_text(out / "runs.csv", run_table.to_csv(index=False))
     write_text(out / "provenance.json", json.dumps(prov, indent=2))
 
     ran = sorted(set(per_image["model"])) if len(per_image) else []

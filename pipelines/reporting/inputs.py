@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipelines.common.paths import run_name
+from pipelines.common.paths import TRAIN_CURVE, run_name
 from pipelines.reporting import specs
 
 if TYPE_CHECKING:
@@ -154,10 +154,37 @@ def difference(per_image: pd.DataFrame, model_a: str, model_b: str, set_name: st
     return bootstrap([a, b], [1.0, -1.0], n_boot, ci)
 
 
-def load_profile(path: Path) -> dict[str, Any]:
-    """``results/profile.json`` (``{}`` when absent)."""
+def load_profile(path: Path, latency_path: Path | None = None) -> tuple[dict[str, Any], str]:
+    """``results/profile.json`` (params, MACs) with the measured CPU latencies merged in as ``latency_s``
+    per preset, and the machine they were measured on ("" without a latency file).
+
+    Latency comes from ``benchmarks/bench_latency.py``'s committed results file, not from the pipeline:
+    timings differ on every run, and the report's outputs must not.
+    """
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    profile = json.loads(path.read_text()) if path.is_file() else {}
+    if latency_path is None or not Path(latency_path).is_file():
+        return profile, ""
+    latency = json.loads(Path(latency_path).read_text())
+    for model, by_preset in latency.get("seconds", {}).items():
+        for preset, seconds in by_preset.items():
+            if preset in profile.get(model, {}):
+                profile[model][preset]["latency_s"] = float(seconds)
+    m = latency.get("machine", {})
+    machine = f"{m.get('cpu', '?')}, {latency.get('protocol', '').split(', ')[-1]}" if m else ""
+    return profile, machine
+
+
+def training_curves(train_dir: Path, models: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:
+    """``curve.csv`` of every (model, seed) run as a long DataFrame (label, step, value): the training loss."""
+    frames = []
+    for m in models:
+        for s in seeds:
+            f = Path(train_dir) / run_name(m, s) / TRAIN_CURVE
+            if f.is_file():
+                c = pd.read_csv(f)
+                frames.append(pd.DataFrame({"label": f"{m} s{s}", "step": c["step"], "value": c["loss"]}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["label", "step", "value"])
 
 
 def profile_value(profile: dict[str, Any], model: str, preset: str, key: str) -> float:
@@ -195,23 +222,6 @@ def latest_runs(runs: pd.DataFrame, models: Sequence[str], seeds: Sequence[int])
                & runs["tags.seed"].isin([str(s) for s in seeds])]
     sel = sel.sort_values("start_time", ascending=False)
     return sel.drop_duplicates(["tags.model", "tags.seed"]).reset_index(drop=True)
-
-
-def loss_history(run_ids: dict[str, str], key: str = "train/loss") -> pd.DataFrame:
-    """``train/loss`` history of each run (label -> run id) as a long DataFrame (label, step, value)."""
-    if not run_ids:
-        return pd.DataFrame(columns=["label", "step", "value"])
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
-    rows = []
-    for label, rid in run_ids.items():
-        for m in client.get_metric_history(rid, key):
-            rows.append({"label": label, "step": m.step, "value": m.value})
-    return pd.DataFrame(rows, columns=["label", "step", "value"])
-
-
-# --------------------------------------------------------------------------- provenance
 
 
 def _cmd(args: list[str]) -> str:

@@ -176,7 +176,7 @@ def _quantity(res: Results, model: str, have: bool, key: str) -> tuple[Estimate,
         note = "ours: MACs (1 multiply-add = 1), paper preset, 1x3x256x256"
     if key == "latency_s":
         note = f"ours: CPU, batch 1, 256x256, paper preset; {res.machine}" if math.isfinite(v) else (
-            "paper-preset latency not measured (profiling.paper_full=false)" if have else "")
+            "paper-preset latency not measured (benchmarks/bench_latency.py --presets paper)" if have else "")
     return est, status, note
 
 

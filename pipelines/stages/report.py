@@ -22,6 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--train-dir", default=str(paths.TRAIN_DIR))
     p.add_argument("--data", default=str(paths.DATA_DIR), help="synthesized set (manifest.csv)")
     p.add_argument("--profile-json", default=str(paths.PROFILE_JSON))
+    p.add_argument("--latency-json", default=str(paths.LATENCY_JSON),
+                   help="CPU latencies measured by benchmarks/bench_latency.py (Table 8)")
     p.add_argument("--out", default=str(paths.REPORT_DIR))
     p.add_argument("--no-paper-runs", action="store_true", help="do not log the paper's numbers to MLflow")
     return p
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.reporting.build import build_report
 
     summary = build_report(params, Path(a.out), Path(a.eval_dir), Path(a.train_dir), Path(a.data),
-                           Path(a.profile_json), log_paper=not a.no_paper_runs)
+                           Path(a.profile_json), Path(a.latency_json), log_paper=not a.no_paper_runs)
     print(f"report: {Path(a.out) / 'index.html'} ({len(summary['figures'])} figures, "
           f"claims {summary['claims']}, {summary['seconds']:.1f} s)")
     return 0
