@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "degrade": ("pipelines.commands.degrade", "apply haze/rain/noise to one image"),
     "train": ("pipelines.stages.train", "DVC stage: train one model (resumable, tracked in MLflow)"),
     "evaluate": ("pipelines.stages.evaluate", "DVC stage: evaluate a trained model (PSNR/SSIM, RGB and Y)"),
+    "score-inputs": ("pipelines.stages.score_inputs", "DVC stage: score the degraded inputs (no restoration)"),
     "profile": ("pipelines.stages.profile", "params, MACs and CPU latency of a model (or the DVC stage)"),
     "report": ("pipelines.stages.report", "DVC stage: build reports/index.html, paper vs reproduced"),
     "restore": ("pipelines.commands.restore", "restore your own images with a trained checkpoint"),

@@ -24,13 +24,15 @@ import yaml
 
 from pipelines.data.manifest import COMBINATIONS
 from pipelines.reporting import claims
-from pipelines.reporting.inputs import Estimate, bootstrap, difference, score_matrix
+from pipelines.reporting.inputs import difference
+from pipelines.reporting.stats import Estimate, bootstrap, score_matrix, units_of
 
 REPO = Path(__file__).resolve().parents[1]
 # Models of the fixture: four with results, one listed without results ("not run").
 WITH_RESULTS = {"interir": 1.0, "deepsn_net": 0.0, "deepsn_xconv": 0.5, "fdtanet": -0.5}
 NOT_RUN_MODEL = "interir_como"
-SOURCES = 10  # 10 images per combination: the minimum for a gain verdict (claims.MIN_IMAGES)
+SOURCES = 10  # 10 source photos, each under every combination (claims.MIN_UNITS is 5)
+INPUT_OFFSET = -3.0  # the degraded inputs score below every model: the claims are decidable
 MLFLOW_UI = "http://mlflow.example:5000"
 
 
@@ -70,7 +72,7 @@ def _write_results(base: Path, manifest: list[dict]) -> None:
 
     rng = np.random.default_rng(1)
     profile = {}
-    for model, offset in WITH_RESULTS.items():
+    for model, offset in {**WITH_RESULTS, "input": INPUT_OFFSET}.items():
         rows = []
         for r in manifest:
             base_psnr = 20 + 2 * COMBINATIONS.index(r["combination"]) / 7 + rng.normal(0, 0.3)
@@ -82,9 +84,11 @@ def _write_results(base: Path, manifest: list[dict]) -> None:
             rows.append({"image": str(i + 1), "set": "rain100h", "combination": "", "haze": 0, "rain": 0, "noise": 0,
                          "psnr": 25 + offset, "ssim": 0.8, "psnr_y": 26 + offset + rng.normal(0, 0.2),
                          "ssim_y": 0.82, "runtime_s": 0.01})
-        out = base / "results/eval" / f"{model}-s0"
+        out = base / "results/eval" / (model if model == "input" else f"{model}-s0")
         out.mkdir(parents=True)
         pd.DataFrame(rows).to_csv(out / "per_image.csv", index=False)
+        if model == "input":
+            continue
         for i in range(len(COMBINATIONS)):  # what the evaluate stage keeps: the first image of each combination
             write_image(out / "samples" / f"MDIR_{i:03d}.png", np.full((32, 32, 3), 0.1 * (i + 1), np.float32))
         profile[model] = {"smoke": {"params": 1000, "gmacs": 0.1, "latency_s": 0.01},
@@ -176,6 +180,29 @@ def test_report_writes_every_table_and_figure(built: dict) -> None:
     assert 'src="http' not in page and "<script" not in page  # self-contained
 
 
+def test_quality_tables_show_the_unrestored_input_and_what_intervals_resample(built: dict) -> None:
+    """Tables 1-5 carry the "no restoration" row (the degraded inputs' own scores); every interval names its
+    unit; Table 4 carries the deepsn_all control row."""
+    from pipelines.reporting import specs
+
+    for spec in specs.reported_tables():
+        df = pd.read_csv(built["out"] / "tables" / f"{spec.csv}.csv", keep_default_na=False)
+        assert "ci_unit" in df.columns
+        with_ci = df[df["ci_low"] != ""]
+        assert (with_ci["ci_unit"] != "").all(), spec.id
+        rows = df[df["method"] == specs.INPUT_LABEL]
+        assert rows.empty != spec.with_input_row, spec.id
+        if spec.kind in (specs.MDIR, specs.GAIN):
+            assert set(rows["status"]) == {"reproduced"} and set(rows["model"]) == {"input"}
+    t1 = pd.read_csv(built["out"] / "tables/table1_mdir.csv", keep_default_na=False)
+    avg = t1[(t1["method"] == specs.INPUT_LABEL) & (t1["key"] == "average") & (t1["metric"] == "psnr")].iloc[0]
+    inter = t1[(t1["method"] == "InterIR") & (t1["key"] == "average") & (t1["metric"] == "psnr")].iloc[0]
+    assert float(inter["ours"]) - float(avg["ours"]) == pytest.approx(1.0 - INPUT_OFFSET, abs=0.1)
+    assert avg["ci_unit"] == "source photo" and int(avg["n_units"]) == SOURCES
+    t4 = pd.read_csv(built["out"] / "tables/table4_ablation.csv", keep_default_na=False)
+    assert set(t4[t4["model"] == "deepsn_all"]["status"]) == {"not run"}  # registered, no results in the fixture
+
+
 def test_tables_mark_paper_only_and_not_run(built: dict) -> None:
     t1 = pd.read_csv(built["out"] / "tables/table1_mdir.csv", keep_default_na=False)
     assert set(t1[t1["method"] == "Restormer"]["status"]) == {"paper only"}
@@ -211,7 +238,8 @@ def test_claims_ledger_on_fixture(built: dict) -> None:
     assert ledger.loc["t4_all", "verdict"] == claims.HOLDS  # interir is +1 dB over deepsn_net in the fixture
     assert ledger.loc["t1_fdtanet", "verdict"] == claims.HOLDS
     assert ledger.loc["t7_como", "verdict"] == claims.NOT_RUN
-    assert ledger.loc["t8_interir_params", "verdict"] == claims.HOLDS  # 27 M in the fixture
+    assert ledger.loc["t8_interir_params", "verdict"] == claims.MATCHED  # 27 M: what the preset was tuned to
+    assert ledger.loc["t4_all", "ci_unit"] == "source photo" and ledger.loc["t8_interir_params", "ci_unit"] == ""
     assert ledger.loc["t8_perceive_time", "internal_consistency"] == claims.INCONSISTENT  # 50.2% vs 49.0%
     assert float(ledger.loc["t8_perceive_time", "paper_tables_value"]) == pytest.approx(100 * 0.334 / 0.682)
 
@@ -292,7 +320,7 @@ def test_html_renders_in_chromium(built: dict, tmp_path: Path) -> None:
 
 
 def _est(v: float, lo: float, hi: float) -> Estimate:
-    return Estimate(v, lo, hi, 10, 1)
+    return Estimate(v, lo, hi, 70, 1, 10, "source photo")
 
 
 @pytest.mark.parametrize(("est", "paper", "expected"), [
@@ -302,8 +330,8 @@ def _est(v: float, lo: float, hi: float) -> Estimate:
     (_est(-0.3, -0.5, -0.1), -0.38, claims.HOLDS),   # a loss claim (CoMo -0.38 dB)
     (_est(0.3, 0.1, 0.5), -0.38, claims.FAILS),
     (Estimate(float("nan"), float("nan"), float("nan"), 0, 0), 0.72, claims.NOT_RUN),
-    (Estimate(0.4, float("nan"), float("nan"), 1, 1), 0.72, claims.INCONCLUSIVE),  # one image: no interval
-    (Estimate(0.5, 0.2, 0.8, claims.MIN_IMAGES - 1, 1), 0.72, claims.INCONCLUSIVE),  # too few images
+    (Estimate(0.4, float("nan"), float("nan"), 7, 1, 1), 0.72, claims.INCONCLUSIVE),  # one unit: no interval
+    (Estimate(0.5, 0.2, 0.8, 70, 1, claims.MIN_UNITS - 1), 0.72, claims.INCONCLUSIVE),  # too few units
 ])
 def test_verdict_gain(est: Estimate, paper: float, expected: str) -> None:
     assert claims.verdict_gain(est, paper) == expected
@@ -314,9 +342,53 @@ def test_verdict_all_and_count() -> None:
     assert claims.verdict_all([claims.HOLDS] * 6 + [claims.INCONCLUSIVE]) == claims.INCONCLUSIVE
     assert claims.verdict_all([claims.HOLDS] * 6 + [claims.FAILS]) == claims.FAILS
     assert claims.verdict_all([claims.NOT_RUN] * 7) == claims.NOT_RUN
+    assert claims.verdict_all([claims.HOLDS] * 6 + [claims.BELOW_INPUT]) == claims.BELOW_INPUT
     assert claims.verdict_count(10.4, 10.0, 0.25) == claims.HOLDS
+    assert claims.verdict_count(10.4, 10.0, 0.25, by_construction=True) == claims.MATCHED
+    assert claims.verdict_count(1.0, 10.0, 0.25, by_construction=True) == claims.FAILS
     assert claims.verdict_count(1.0, 10.0, 0.25) == claims.FAILS
     assert claims.verdict_count(float("nan"), 10.0, 0.25) == claims.NOT_RUN
+    assert claims.verdict_control(_est(0.5, 0.2, 0.8)) == claims.CONTROL_UP
+    assert claims.verdict_control(_est(-0.5, -0.8, -0.2)) == claims.CONTROL_DOWN
+    assert claims.verdict_control(_est(0.1, -0.2, 0.4)) == claims.CONTROL_NULL
+
+
+def _scored(offsets: dict[str, float], n_sources: int = 12) -> pd.DataFrame:
+    """Per-image rows of models (and the input) on an MDIR-like set: source effects shared, constant offsets."""
+    rng = np.random.default_rng(0)
+    effect = rng.normal(20, 2, n_sources)
+    return pd.DataFrame([{"model": m, "seed": 0, "set": "MDIR", "combination": c, "image": f"test/{c}/s{s}.png",
+                          "unit": f"s{s}", "psnr": effect[s] + off + rng.normal(0, 0.05)}
+                         for m, off in offsets.items() for c in COMBINATIONS for s in range(n_sources)])
+
+
+def test_quality_claims_below_the_input_are_undecidable() -> None:
+    """A comparison between models that do not beat the unrestored input says nothing about restoration: the
+    ledger calls it undecidable, whichever way the difference points; above the input the usual rule applies."""
+    ledger = claims.load_claims()
+    t4 = ledger[ledger["id"] == "t4_all"]  # interir vs deepsn_net, haze+rain+noise, paper +1.11 dB
+    below = _scored({"input": 0.0, "interir": -0.5, "deepsn_net": -1.5})  # interir "wins" but damages images
+    row = claims.evaluate_claims(below, {}, 300, 0.95, t4).iloc[0]
+    assert row["verdict"] == claims.BELOW_INPUT and "interir" in row["detail"] and row["ours"] > 0
+    above = _scored({"input": 0.0, "interir": 2.0, "deepsn_net": 1.0})
+    row = claims.evaluate_claims(above, {}, 300, 0.95, t4).iloc[0]
+    assert row["verdict"] == claims.HOLDS and row["ci_unit"] == "source photo"
+    one_below = _scored({"input": 0.0, "interir": 2.0, "deepsn_net": -0.2})
+    assert claims.evaluate_claims(one_below, {}, 300, 0.95, t4).iloc[0]["verdict"] == claims.BELOW_INPUT
+    no_inputs = above[above["model"] != "input"]  # inputs not scored: the rule cannot apply
+    assert claims.evaluate_claims(no_inputs, {}, 300, 0.95, t4).iloc[0]["verdict"] == claims.HOLDS
+
+
+def test_size_claims_tuned_by_construction_say_so() -> None:
+    ledger = claims.load_claims().set_index("id")
+    tuned = {"t8_interir_params", "t8_interir_macs", "t8_macs_ratio", "t8_deepsn_more", "t7_como_params",
+             "t7_arconv_params"}
+    assert {i for i, c in ledger["construction"].items() if c} == tuned
+    profile = {"interir": {"paper": {"params": 27.0e6, "gmacs": 22.0}},
+               "deepsn_net": {"paper": {"params": 22.7e6, "gmacs": 80.3}}}
+    out = claims.evaluate_claims(pd.DataFrame(), profile, 10, 0.95).set_index("id")
+    assert out.loc["t8_interir_params", "verdict"] == claims.MATCHED
+    assert out.loc["t8_deepsn_params", "verdict"] == claims.HOLDS  # an independent match (official code)
 
 
 def test_internal_checks_against_paper_tables() -> None:
@@ -342,7 +414,7 @@ def test_claims_csv_is_well_formed() -> None:
     assert df["id"].is_unique
     known = set(list_models()) | {""}
     assert set(df["model_a"]) <= known and set(df["model_b"]) <= known
-    kinds = {"gain", "gain_all", "params", "macs", "params_delta", "macs_ratio", "paper_only"}
+    kinds = {"gain", "gain_all", "control", "params", "macs", "params_delta", "macs_ratio", "paper_only"}
     assert set(df["kind"]) <= kinds
     for r in df[df["paper_op"] != ""].itertuples():  # every paper selector resolves
         claims.internal_check(r.paper_op, r.paper_a, r.paper_b, float(r.paper_value), float(r.paper_tolerance))
@@ -360,7 +432,9 @@ def test_bootstrap_paired_and_over_seeds() -> None:
     df = pd.DataFrame(rows)
     d = difference(df, "a", "b", "MDIR", "psnr", 500, 0.95)
     assert d.low > 0.1 and d.high < 0.5 and d.seeds == 1 and d.n == 40  # pairing removes the image spread
-    unpaired = bootstrap([score_matrix(df[df.model == "a"], "psnr")], [1.0], 500, 0.95)
+    assert d.units == 40 and d.resampled == "source photo"  # no unit column: each image is its own source
+    a = df[df.model == "a"]
+    unpaired = bootstrap([score_matrix(a, "psnr")], [1.0], units_of(a), 500, 0.95)
     assert unpaired.seeds == 3 and unpaired.high - unpaired.low > d.high - d.low
     assert claims.verdict_gain(d, 0.72) == claims.HOLDS
 
@@ -383,7 +457,8 @@ def test_specs_name_real_reference_rows() -> None:
         columns = {c for c, _ in s.quantities} | ({s.gain_col, "psnr"} if s.kind == specs.GAIN else
                                                    {p for p, _ in s.metrics})
         assert columns <= set(ref.columns), s.id
-        assert {lbl for pair in s.baseline_of for lbl in pair} <= set(ref[s.label_col]), s.id
+        harness = {label for label, _ in s.harness_rows}
+        assert {lbl for pair in s.baseline_of for lbl in pair} <= set(ref[s.label_col]) | harness, s.id
 
 
 def test_card_paper_rows_are_reference_rows() -> None:
@@ -427,8 +502,10 @@ def test_a_paper_table_is_one_csv_and_one_spec(tmp_path: Path, monkeypatch: pyte
     per_image = inputs.load_per_image(tmp_path / "no_results", ["interir"], [0])
     tabs = tables.build_all(tables.Results(per_image, ["interir"], {}, "smoke", "cpu", 0, 0.95))
     t9 = tabs["table9_denoise"]
-    assert list(tabs)[-1] == "table9_denoise" and set(t9["status"]) == {"paper only"}
-    assert t9[(t9["key"] == "Rain100L") & (t9["metric"] == "psnr")]["paper"].item() == 38.5
+    paper_rows = t9[t9["method"] != specs.INPUT_LABEL]
+    assert list(tabs)[-1] == "table9_denoise" and set(paper_rows["status"]) == {"paper only"}
+    assert set(t9[t9["method"] == specs.INPUT_LABEL]["status"]) == {"not run"}  # no inputs scored here
+    assert paper_rows[(paper_rows["key"] == "Rain100L") & (paper_rows["metric"] == "psnr")]["paper"].item() == 38.5
     assert "table9_denoise" in build.table_files()
     assert paper_runs.paper_metrics()["NewNet"] == {"rain100l/psnr": 38.5, "rain100l/ssim": 0.98,
                                                    "test100/psnr": 31.0, "test100/ssim": 0.91,

@@ -27,8 +27,8 @@ CROP, PATCH = 64, 32
 
 def _cfg(**kw) -> syn.SynthesizeConfig:
     base = load_params(REPO / "params.yaml", "smoke").synthesize
-    return dataclasses.replace(base, crop=CROP, max_train_sources=3, max_test_sources=2, train_pairs_per_source=3,
-                               **kw)
+    return dataclasses.replace(base, **{"crop": CROP, "max_train_sources": 3, "max_test_sources": 2,
+                                        "train_pairs_per_source": 3, **kw})
 
 
 def _run(out: Path, root: Path | None = None, workers: int = 1, **kw) -> dict:
@@ -70,7 +70,7 @@ def smoke_out(tmp_path_factory) -> Path:
 def test_manifest_columns_counts_and_files(smoke_out):
     rows = _rows(smoke_out)
     header = (smoke_out / "manifest.csv").read_text().splitlines()[0]
-    assert header == "file,target,source,split,combination,haze,rain,noise,seed,sha256"
+    assert header == "file,target,source,group,split,combination,haze,rain,noise,seed,sha256"
     test = [r for r in rows if r["split"] == "test"]
     train = [r for r in rows if r["split"] == "train"]
     assert len(rows) == len(test) + len(train)
@@ -132,11 +132,18 @@ def test_two_runs_and_worker_counts_give_identical_bytes(smoke_out, tmp_path):
     again = tmp_path / "b"
     _run(again, workers=2)
     assert _tree(again) == _tree(smoke_out)
-    # and the seed matters: another global seed plans other levels and image seeds
-    test, train = ["a", "b"], ["c"]
+    # and the seed matters: another global seed plans other image seeds, other training levels, and another
+    # assignment of the test strata to sources (the strata themselves do not depend on the seed)
+    test, train = ["a", "b", "c", "d"], ["e"]
     plan0, plan1 = syn.plan_jobs(test, train, _cfg()), syn.plan_jobs(test, train, _cfg(seed=1))
     assert [j.file for js in plan0.values() for j in js] == [j.file for js in plan1.values() for j in js]
-    assert all(a.seed != b.seed and a.levels != b.levels for s in plan0 for a, b in zip(plan0[s], plan1[s]))
+    assert all(a.seed != b.seed for s in plan0 for a, b in zip(plan0[s], plan1[s]))
+    assert all(a.levels != b.levels for a, b in zip(plan0["e"], plan1["e"]))
+    test0 = [j.levels for s in test for j in plan0[s]]
+    test1 = [j.levels for s in test for j in plan1[s]]
+    assert test0 != test1
+    for name in ("haze", "rain", "noise"):
+        assert sorted(getattr(lv, name) for lv in test0) == sorted(getattr(lv, name) for lv in test1)
 
 
 def test_rerun_after_interruption_completes_and_removes_leftovers(smoke_out, tmp_path):
@@ -260,3 +267,62 @@ def test_output_seed_depends_only_on_seed_source_and_index():
     _, s4 = syn.sample_streams(1, "cbsd68_1", "train", 3)
     assert s1 == s2 and len({s1, s3, s4}) == 3 and 0 <= s1 < 2**63
     assert syn.source_key("x") == int.from_bytes(hashlib.sha256(b"x").digest()[:8], "little")
+
+
+def test_sdir_test_targets_and_their_near_duplicates_never_train(data_root, tmp_path):
+    """On a data root with Rain100H and SOTS-indoor pairs, no clean image of an SDIR test pair, nor a near
+    duplicate of one, reaches the MDIR training split; the pairs are copied into the dataset for evaluation."""
+    import shutil
+
+    root = tmp_path / "root"
+    for name in sorted((data_root / "clean" / "CBSD68").iterdir())[:4]:
+        (root / "clean" / "CBSD68").mkdir(parents=True, exist_ok=True)
+        shutil.copy(name, root / "clean" / "CBSD68" / name.name)
+    for i in range(1, 7):
+        for sub in ("input", "target"):
+            (root / "rain100h" / sub).mkdir(parents=True, exist_ok=True)
+            shutil.copy(data_root / "rain100h" / sub / f"{i}.png", root / "rain100h" / sub / f"{i}.png")
+    for hazy in sorted((data_root / "sots-indoor" / "hazy").iterdir())[:4]:
+        (root / "sots-indoor" / "hazy").mkdir(parents=True, exist_ok=True)
+        (root / "sots-indoor" / "gt").mkdir(parents=True, exist_ok=True)
+        shutil.copy(hazy, root / "sots-indoor" / "hazy" / hazy.name)
+        gt = hazy.name.split("_")[0] + ".png"
+        shutil.copy(data_root / "sots-indoor" / "gt" / gt, root / "sots-indoor" / "gt" / gt)
+    # A near duplicate of a Rain100H target under another name (a re-crop of the same photo).
+    dup = read_image(root / "rain100h" / "target" / "3.png")[2:-2, 2:-2]
+    write_image(root / "clean" / "Extra" / "recrop.png", dup)
+    out = tmp_path / "out"
+    meta = _run(out, root, test_fraction=0.2, max_train_sources=0, max_test_sources=3)
+    rows = _rows(out)
+    train_sources = {r["source"] for r in rows if r["split"] == "train"}
+    held = {s["id"] for s in meta["sources"] if s["id"].startswith(("rain100h_", "sots_indoor_"))}
+    assert len(held) == 10 and not (train_sources & held)
+    assert "extra_recrop" not in train_sources  # its group holds Rain100H target 3
+    assert train_sources and {s["split"] for s in meta["sources"] if s["id"] in held} <= {"test", "sdir-heldout"}
+    # The SDIR pairs are in the dataset, byte for byte, where evaluate and the report read them.
+    from pipelines.data import sdir
+
+    copied = sdir.load_sets(out / "sdir")
+    assert {k: len(v) for k, v in copied.items()} == {"rain100h": 6, "sots-indoor": 4} == meta["sdir_sets"]
+    assert (out / "sdir/rain100h/target/3.png").read_bytes() == (root / "rain100h/target/3.png").read_bytes()
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 12])
+def test_test_levels_cover_each_range_evenly_for_any_seed(n):
+    """Each combination's test levels: one per equal stratum of each component's range, whatever the seed."""
+    for seed in range(25):
+        cfg = _cfg(seed=seed)
+        for comb in COMBINATIONS:
+            levels = syn.stratified_levels(n, comb, cfg)
+            assert len(levels) == n
+            for name, (lo, hi) in (("haze", cfg.haze_range), ("rain", cfg.rain_range), ("noise", cfg.noise_range)):
+                vals = np.array([getattr(lv, name) for lv in levels])
+                if name not in comb.split("+"):
+                    assert (vals == 0).all()
+                    continue
+                strata = np.floor((vals - lo) / (hi - lo) * n).astype(int)
+                assert sorted(strata) == list(range(n)), (seed, comb, name, vals)
+    # Two components are not tied together: their strata are shuffled independently.
+    lv = syn.stratified_levels(12, "rain+noise", _cfg(seed=0))
+    assert [round(x.rain) for x in lv] != sorted(round(x.rain) for x in lv) or \
+        [round(x.noise) for x in lv] != sorted(round(x.noise) for x in lv)

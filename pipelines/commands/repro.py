@@ -71,7 +71,7 @@ def chains(models: list[str], seeds: list[int]) -> list[list[str]]:
     return [*out, ["profile"]]
 
 
-def run(jobs: int, params_path: Path, log_dir: Path = LOG_DIR, echo=print) -> float:
+def run(jobs: int, params_path: Path, log_dir: Path = LOG_DIR, echo=lambda m: print(m, flush=True)) -> float:
     """Reproduce the pipeline with ``jobs`` parallel workers; returns the wall time in seconds."""
     params = load_params(params_path)
     t0 = time.perf_counter()

@@ -18,6 +18,10 @@ PROFILE_JSON = Path("results/profile.json")
 LATENCY_JSON = Path("benchmarks/results/latency_cpu.json")  # Table 8 latency, measured by bench_latency.py
 REPORT_DIR = Path("reports")  # index.html, tables/, figures/
 
+# The "no restoration" rows: the degraded inputs scored against their targets, in EVAL_DIR/INPUT_RUN/, and
+# reported as the pseudo-model of this name.
+INPUT_RUN = "input"
+
 MODEL_FILE = "model.pt"
 TRAIN_SUMMARY = "train.json"  # DVC metrics: numbers only
 TRAIN_CURVE = "curve.csv"  # DVC plots: step, loss, lr

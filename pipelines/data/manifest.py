@@ -19,7 +19,10 @@ from pipelines.common.env import UserError
 from pipelines.data.imageio import read_image, to_uint8
 
 MANIFEST = "manifest.csv"
-MANIFEST_COLUMNS = ("file", "target", "source", "split", "combination", "haze", "rain", "noise", "seed", "sha256")
+SDIR_DIR = "sdir"  # <set>/sdir/<name>/...: the real single-degradation test pairs, copied by synthesize
+# ``group``: the source photo's split group (near-duplicates share one): the unit the report's intervals resample.
+MANIFEST_COLUMNS = ("file", "target", "source", "group", "split", "combination", "haze", "rain", "noise", "seed",
+                    "sha256")
 # Table 6 order; a component missing from a combination is level 0.
 COMBINATIONS = ("haze+rain+noise", "haze+rain", "haze+noise", "rain+noise", "haze", "rain", "noise")
 

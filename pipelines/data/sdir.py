@@ -130,6 +130,13 @@ def load_pairs(layout_or_name: str, folder: str | Path) -> list[Pair]:
     return pairs
 
 
+def load_sets(root: str | Path | None) -> dict[str, list[Pair]]:
+    """Every known SDIR set under ``root`` with its pairs ({} for None or a folder without any)."""
+    if root is None:
+        return {}
+    return {name: load_pairs(name, folder) for name, folder in find_sdir_sets(root).items()}
+
+
 def find_sdir_sets(data_root: str | Path) -> dict[str, Path]:
     """Known SDIR sets under ``data_root`` (folder names matched case-insensitively, - or _ alike).
 

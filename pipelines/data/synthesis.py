@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -31,10 +32,11 @@ import numpy as np
 
 from pipelines.common.config import SynthesizeConfig
 from pipelines.common.env import UserError
-from pipelines.common.files import write_text
+from pipelines.common.files import atomic_path, write_text
+from pipelines.data import sdir
 from pipelines.data.degradations import Levels, degrade, load_depth, proxy_depth
 from pipelines.data.imageio import read_image, to_uint8, write_image
-from pipelines.data.manifest import COMBINATIONS, MANIFEST, MANIFEST_COLUMNS
+from pipelines.data.manifest import COMBINATIONS, MANIFEST, MANIFEST_COLUMNS, SDIR_DIR, Pair
 from pipelines.data.sources import Source, group_near_duplicates, list_clean_sources, thumbnail
 
 STRIDE = 8  # models downsample 3 times: H and W must be multiples of 8
@@ -176,8 +178,14 @@ def run_source(task: SourceTask) -> list[dict]:
 # ----------------------------------------------------------------------------- planning
 
 
-def split_sources(ids: list[str], groups: list[str], cfg: SynthesizeConfig) -> tuple[list[str], list[str]]:
-    """Seeded split over groups (near-duplicates stay together): (test ids, train ids), each sorted."""
+def split_sources(ids: list[str], groups: list[str], cfg: SynthesizeConfig,
+                  reserved: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """Seeded split over groups (near-duplicates stay together): (test ids, train ids), each sorted.
+
+    A group holding a ``reserved`` id (the clean image of an SDIR test pair) never enters the train split:
+    it may be drawn for the MDIR test split like any group, and is otherwise left out of MDIR.
+    """
+    held = {g for sid, g in zip(ids, groups) if sid in reserved}
     by_group: dict[str, list[str]] = {}
     for sid, g in zip(ids, groups):
         by_group.setdefault(g, []).append(sid)
@@ -196,27 +204,74 @@ def split_sources(ids: list[str], groups: list[str], cfg: SynthesizeConfig) -> t
         members = sorted(by_group[g])
         if len(test) < want_test and len(test) + len(members) <= max(want_test, 1):
             test += members
-        else:
+        elif g not in held:
             train += members
     if cfg.max_train_sources > 0:
         train = train[: cfg.max_train_sources]
     return sorted(test), sorted(train)
 
 
+def stratified_levels(n: int, combination: str, cfg: SynthesizeConfig) -> list[Levels]:
+    """Test levels of one combination for ``n`` test sources: a centred Latin hypercube over its components.
+
+    Each active component's range is cut into ``n`` equal strata and every stratum gets exactly one source, at
+    its midpoint; the strata are shuffled per component (seeded by ``synthesize.seed`` and the combination),
+    so sources meet different difficulties and two components are not tied together. The test set's
+    difficulty then covers each range evenly whatever the seed (uniform draws left half of the noise levels
+    of a 12-source set below sigma 10 with seed 0); the training pairs stay uniformly random.
+    """
+    parts = set(combination.split("+"))
+    rng = np.random.default_rng([cfg.seed, _SPLIT_CODE["test"], int.from_bytes(combination.encode(), "little")])
+    midpoints = (np.arange(n) + 0.5) / max(n, 1)
+    values: dict[str, np.ndarray] = {}
+    for name, (lo, hi) in (("haze", cfg.haze_range), ("rain", cfg.rain_range), ("noise", cfg.noise_range)):
+        order = rng.permutation(n)  # drawn for every component, so each one's shuffle is fixed by the seed
+        if name in parts:
+            values[name] = np.maximum(np.round(lo + (hi - lo) * midpoints[order], 2), 0.01)
+    return [Levels(**{k: float(v[i]) for k, v in values.items()}) for i in range(n)]
+
+
 def plan_jobs(test: list[str], train: list[str], cfg: SynthesizeConfig) -> dict[str, list[Job]]:
-    """Every output of every source, keyed by source id."""
+    """Every output of every source, keyed by source id: each test source under the seven combinations at
+    stratified levels (:func:`stratified_levels`), training pairs at random combinations and levels."""
     jobs: dict[str, list[Job]] = {sid: [] for sid in [*test, *train]}
-    for sid in test:
-        for j, comb in enumerate(COMBINATIONS):
-            rng, seed = sample_streams(cfg.seed, sid, "test", j)
-            jobs[sid].append(Job(f"test/{comb.replace('+', '_')}/{sid}.png", sid, "test", comb,
-                                 draw_levels(rng, comb, cfg), seed))
+    for j, comb in enumerate(COMBINATIONS):
+        for sid, levels in zip(test, stratified_levels(len(test), comb, cfg)):
+            _, seed = sample_streams(cfg.seed, sid, "test", j)
+            jobs[sid].append(Job(f"test/{comb.replace('+', '_')}/{sid}.png", sid, "test", comb, levels, seed))
     for sid in train:
         for k in range(cfg.train_pairs_per_source):
             rng, seed = sample_streams(cfg.seed, sid, "train", k)
             comb = COMBINATIONS[int(rng.integers(len(COMBINATIONS)))]
             jobs[sid].append(Job(f"train/{sid}_{k:03d}.png", sid, "train", comb, draw_levels(rng, comb, cfg), seed))
     return jobs
+
+
+# ----------------------------------------------------------------------------- SDIR test sets
+
+def find_sdir(data_root: Path | None) -> dict[str, tuple[Path, list[Pair]]]:
+    """The SDIR test sets under the data root: name -> (folder, pairs); none without a data root."""
+    if data_root is None:
+        return {}
+    return {name: (folder, sdir.load_pairs(name, folder)) for name, folder in sdir.find_sdir_sets(data_root).items()}
+
+
+def copy_sdir(sets: dict[str, tuple[Path, list[Pair]]], dest: Path) -> set[str]:
+    """Copy every pair's two files into ``dest/<set>/`` (same relative layout); returns the written paths
+    relative to ``dest.parent``. The evaluate stage and the report read the SDIR sets from this copy: the
+    pairs are then part of the dataset DVC hashes, and a set's clean images are known to be held out of
+    MDIR training (:func:`split_sources`)."""
+    written: set[str] = set()
+    for name, (folder, pairs) in sets.items():
+        for pair in pairs:
+            for f in (pair.input, pair.target):
+                rel = Path(SDIR_DIR) / name / f.relative_to(folder)
+                target = dest.parent / rel
+                if rel.as_posix() not in written:
+                    with atomic_path(target) as tmp:
+                        shutil.copyfile(f, tmp)
+                    written.add(rel.as_posix())
+    return written
 
 
 # ----------------------------------------------------------------------------- contact sheet
@@ -297,7 +352,7 @@ def _pool_map(fn, items: list, workers: int, desc: str) -> Iterable:
 def _remove_stale(out: Path, keep: set[str]) -> int:
     """Delete images under clean/, train/, test/ that the manifest does not list, and temp leftovers."""
     removed = 0
-    for sub in ("clean", "train", "test"):
+    for sub in ("clean", "train", "test", SDIR_DIR):
         base = out / sub
         if not base.is_dir():
             continue
@@ -347,16 +402,21 @@ def synthesize(cfg: SynthesizeConfig, out: Path, data_root: Path | None, patch: 
         raise UserError(f"no usable source image among {len(sources)} (every one was skipped)")
     ids = [c["id"] for c in good]
     groups = group_near_duplicates(ids, np.stack([c["thumb"] for c in good]), [by_id[i].group for i in ids])
-    test, train = split_sources(ids, groups, cfg)
+    sdir_sets = find_sdir(data_root)
+    targets = {p.target.resolve() for _, pairs in sdir_sets.values() for p in pairs}
+    reserved = frozenset(sid for sid in ids if by_id[sid].path.resolve() in targets)
+    test, train = split_sources(ids, groups, cfg, reserved)
     jobs = plan_jobs(test, train, cfg)
 
     out.mkdir(parents=True, exist_ok=True)
     tasks = [SourceTask(by_id[sid], cfg.crop, cfg.depth_proxy, str(out), tuple(jobs[sid])) for sid in sorted(jobs)]
     rows: list[dict] = []
     clean_sha: dict[str, str] = {}
+    group_of = dict(zip(ids, groups))
     for res in _pool_map(run_source, tasks, n_workers, "synthesizing"):
         clean_sha[res[0]["source"]] = res[0]["sha256"]
-        rows += res[1:]
+        rows += [{**r, "group": group_of[r["source"]]} for r in res[1:]]
+    copied = copy_sdir(sdir_sets, out / SDIR_DIR)
     order = {c: i for i, c in enumerate(COMBINATIONS)}
     rows.sort(key=lambda r: (r["split"] != "test", order[r["combination"]] if r["split"] == "test" else 0, r["file"]))
 
@@ -370,11 +430,11 @@ def synthesize(cfg: SynthesizeConfig, out: Path, data_root: Path | None, patch: 
     img, depth, _ = load_source(by_id[sheet_src], cfg.crop, cfg.depth_proxy)
     write_image(out / "contact_sheet.png", contact_sheet(img, depth, cfg, sheet_src))
 
-    keep = {r["file"] for r in rows} | {f"clean/{sid}.png" for sid in clean_sha}
+    keep = {r["file"] for r in rows} | {f"clean/{sid}.png" for sid in clean_sha} | copied
     removed = _remove_stale(out, keep)
 
-    split_of = {sid: "test" for sid in test} | {sid: "train" for sid in train}
-    group_of = dict(zip(ids, groups))
+    split_of = {sid: "sdir-heldout" for sid in reserved} | {sid: "test" for sid in test} | \
+        {sid: "train" for sid in train}
     n_train_pairs = sum(r["split"] == "train" for r in rows)
     n_test = sum(r["split"] == "test" for r in rows)
     import cv2
@@ -404,6 +464,8 @@ def synthesize(cfg: SynthesizeConfig, out: Path, data_root: Path | None, patch: 
                 "train_sources": max(0, cfg.max_train_sources - len(train)),
             },
             "unused_sources": len(good) - len(test) - len(train),
+            "sdir_heldout_sources": len({sid for sid, g in zip(ids, groups)
+                                         if g in {group_of[r] for r in reserved}} - set(test)),
             "stale_files_removed_this_run": removed,
         },
         "sources": [
@@ -415,6 +477,7 @@ def synthesize(cfg: SynthesizeConfig, out: Path, data_root: Path | None, patch: 
         ],
         "skipped": [{"id": s["id"], "file": _rel(Path(s["file"]), base), "reason": s["reason"]} for s in skipped],
         "contact_sheet_source": sheet_src,
+        "sdir_sets": {name: len(pairs) for name, (_, pairs) in sdir_sets.items()},
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
                      "pillow": PIL.__version__},
     }

@@ -31,8 +31,9 @@ from pipelines.common.config import Params
 from pipelines.common.env import UserError
 from pipelines.common.files import ensure_writable_dir, write_text
 from pipelines.common.paths import BY_COMBINATION, EVAL_METRICS, PER_IMAGE, SAMPLES
+from pipelines.data import sdir
 from pipelines.data.imageio import read_image, to_uint8, write_image
-from pipelines.data.manifest import Pair, data_version, read_manifest
+from pipelines.data.manifest import SDIR_DIR, Pair, data_version, read_manifest
 from pipelines.engine import checkpoint as ckpt_io
 from pipelines.engine.inference import restore_tensor
 from pipelines.engine.metrics import METRIC_KEYS, SSIM_WIN, Scorer
@@ -77,7 +78,7 @@ def evaluate_pairs(
 
     scorer = scorer or Scorer()
     model.eval()
-    device = next(iter(model.parameters())).device
+    device = next(iter(model.parameters()), torch.empty(0)).device  # no parameters: the identity, on the CPU
     chosen = sample_indices(pairs, keep)
     step = max(1, batch)
     chunks = [range(s, min(s + step, len(pairs))) for s in range(0, len(pairs), step)]
@@ -195,22 +196,9 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text(path, buf.getvalue())
 
 
-def sdir_sets(data_root: Path | None) -> dict[str, list[Pair]]:
-    """Real single-degradation pairs found under the data root (none without one)."""
-    if data_root is None:
-        return {}
-    from pipelines.data import sdir
-
-    found = {}
-    for name, folder in sdir.find_sdir_sets(data_root).items():
-        found[name] = sdir.load_pairs(name, folder)
-    return found
-
-
-def evaluate_run(model_name: str, seed: int, params: Params, ckpt_path: Path, data_dir: Path,
-                 data_root: Path | None, out_dir: Path, metrics_backend: str = "fast",
-                 track: bool = True) -> dict[str, Any]:
-    """Score one checkpoint on the MDIR test split and the SDIR sets under ``data_root``.
+def evaluate_run(model_name: str, seed: int, params: Params, ckpt_path: Path, data_dir: Path, out_dir: Path,
+                 metrics_backend: str = "fast", track: bool = True) -> dict[str, Any]:
+    """Score one checkpoint on the MDIR test split and the SDIR sets the synthesize stage copied beside it.
 
     Writes ``out_dir/per_image.csv``, ``metrics.json`` and ``samples/``; returns the metrics dict.
     Every input is checked and every output built in memory before the first file is written.
@@ -225,7 +213,7 @@ def evaluate_run(model_name: str, seed: int, params: Params, ckpt_path: Path, da
     card = get_card(model_name)
     ensure_writable_dir(out_dir)
     scorer = Scorer(backend=metrics_backend)
-    sets = {"MDIR": read_manifest(data_dir, "test"), **sdir_sets(data_root)}
+    sets = {"MDIR": read_manifest(data_dir, "test"), **sdir.load_sets(Path(data_dir) / SDIR_DIR)}
     rows: list[dict[str, Any]] = []
     samples: dict[str, np.ndarray] = {}
     for set_name, pairs in sets.items():
@@ -279,6 +267,25 @@ def _track(model_name: str, seed: int, profile: str, dver: str, state: dict[str,
         mlflow.log_artifact(str(out_dir / PER_IMAGE), "eval")
         mlflow.log_artifact(str(out_dir / EVAL_METRICS), "eval")
         mlflow.log_artifact(str(out_dir / BY_COMBINATION), "eval")
+
+
+def score_inputs(params: Params, data_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """The "no restoration" baseline: every degraded test input scored against its target, as ``evaluate_run``
+    scores a model (same sets, same metrics, same files), so tables and claims can say whether a model beats
+    doing nothing."""
+    cfg = params.evaluate
+    torch.set_num_threads(cfg.threads)
+    ensure_writable_dir(out_dir)
+    sets = {"MDIR": read_manifest(data_dir, "test"), **sdir.load_sets(Path(data_dir) / SDIR_DIR)}
+    rows: list[dict[str, Any]] = []
+    for set_name, pairs in sets.items():
+        rows += evaluate_pairs(torch.nn.Identity(), pairs, set_name, 1, scorer=Scorer(), batch=max(1, cfg.batch),
+                               workers=cfg.workers)
+    agg = aggregate(rows)
+    metrics = {s: {"n": e["n"], **{k: round(e[k], 6) for k in METRIC_KEYS}} for s, e in agg.items()}
+    write_csv(out_dir / PER_IMAGE, rows)
+    write_text(out_dir / EVAL_METRICS, json.dumps(metrics, indent=2) + "\n")
+    return metrics
 
 
 def _device() -> torch.device:

@@ -69,24 +69,15 @@ def _samples(per_image: pd.DataFrame, models: list[str], seed: int, eval_dir: Pa
     return out
 
 
-def _sdir_pairs(params: Params) -> dict[str, dict[str, Any]]:
-    """{set name: {image id: pair}} of the SDIR sets under the data root (none without one)."""
+def _sdir_pairs(data_dir: Path) -> dict[str, dict[str, Any]]:
+    """{set name: {image id: pair}} of the SDIR sets synthesize copied into the dataset."""
     from pipelines.data import sdir
-    from pipelines.data.sources import resolve_data_root
+    from pipelines.data.manifest import SDIR_DIR
 
     try:
-        root = resolve_data_root(None, params.data.root)
+        return {name: {p.name: p for p in pairs} for name, pairs in sdir.load_sets(data_dir / SDIR_DIR).items()}
     except env.UserError:
         return {}
-    if root is None:
-        return {}
-    out = {}
-    for name, folder in sdir.find_sdir_sets(root).items():
-        try:
-            out[name] = {p.name: p for p in sdir.load_pairs(name, folder)}
-        except env.UserError:
-            continue
-    return out
 
 
 # The MDIR visual grid in two figures (two to three degradations; one), each legible at native size.
@@ -146,11 +137,12 @@ def build_figures(params: Params, per_image: pd.DataFrame, profile: dict, tabs: 
         put(f"visual_mdir_{group}", figs.fig_visual(title, "MDIR", rows, models, eval_dir, seed) if rows else None,
             f"{title}: degraded input, each model's restoration (saved by the evaluate stage), ground truth.",
             photo=True)
-    for set_name, pairs in _sdir_pairs(params).items():
+    for set_name, pairs in _sdir_pairs(data_dir).items():
         s = _samples(per_image, models, seed, eval_dir, set_name, pairs, lambda p: p.name)
         if s:
             put(f"visual_{set_name}", figs.fig_visual(set_name, set_name, s, models, eval_dir, seed),
-                f"Real {set_name} pairs (subset under the data root): input, each model, ground truth.", photo=True)
+                f"Real {set_name} pairs (the subset under the data root): input, each model, ground truth.",
+                photo=True)
     net = figs.load_checkpoint(train_dir, "interir", seed) if "interir" in models else None
     if net is not None and test_pairs:
         hrn = [p for p in test_pairs if p.combination == "haze+rain+noise"] or test_pairs

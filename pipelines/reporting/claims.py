@@ -19,19 +19,17 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from pipelines.common.paths import INPUT_RUN
 from pipelines.data.manifest import COMBINATIONS
 from pipelines.reporting import specs
-from pipelines.reporting.inputs import (
-    Estimate,
-    difference,
-    profile_value,
-    reference_dir,
-    reference_table,
-    select,
-)
+from pipelines.reporting.inputs import difference, profile_value, reference_dir, reference_table, select
+from pipelines.reporting.stats import Estimate
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive at this scale"
-MIN_IMAGES = 10  # fewer paired test images than this: no verdict (a bootstrap of 2-9 values is not a CI)
+BELOW_INPUT = "undecidable: below the input"
+MATCHED = "matched by construction"
+CONTROL_UP, CONTROL_DOWN, CONTROL_NULL = "measured: positive", "measured: negative", "measured: no clear difference"
+MIN_UNITS = 5  # fewer independent units (source photos, images) than this: no verdict
 NOT_RUN, PAPER_ONLY = "not run", "paper only (not reproducible here)"
 NOT_AVAILABLE = "not available (test set not under the data root)"
 CONSISTENT, INCONSISTENT = "consistent", "inconsistent"
@@ -40,17 +38,27 @@ CONSISTENT, INCONSISTENT = "consistent", "inconsistent"
 AVERAGE_TOLERANCE = {"psnr": 0.0101, "ssim": 0.00101}
 
 RULES = {
-    "gain": "A gain (or loss) claim holds if the 95% bootstrap CI of our difference (paired over test images, "
-            "resampled over seeds when there are several) excludes 0 with the paper's sign; it does not hold if "
-            "the CI excludes 0 with the opposite sign; otherwise it is inconclusive at this scale (always so with "
-            f"fewer than {MIN_IMAGES} paired test images). The size of "
-            "the gain is reported, not tested: our models are far smaller and shorter-trained than the paper's.",
+    "gain": "A gain (or loss) claim holds if the 95% bootstrap CI of our difference excludes 0 with the paper's "
+            "sign; it does not hold if the CI excludes 0 with the opposite sign; otherwise it is inconclusive at "
+            f"this scale (always so with fewer than {MIN_UNITS} independent units). The CI resamples the "
+            "independent units (MDIR: source photos, each with its images under every combination; SDIR: images), "
+            "paired between the two models, and each model's seeds when it has several (column ci_unit). The size "
+            "of the gain is reported, not tested: our models are far smaller and shorter-trained than the paper's.",
+    "input": "A quality claim between two models is 'undecidable: below the input' when either model does not "
+             "beat the unrestored input on the images the claim covers (its CI of model - input does not lie "
+             "above 0): ranking two models that damage the images says nothing about restoration.",
+    "control": "A harness control (no claim of the paper's; e.g. what InterIR's architecture adds beyond the "
+               "three modules) reports our difference: 'measured: positive' or 'negative' when its CI excludes 0, "
+               "else 'measured: no clear difference'.",
     "gain_all": "An 'on every combination' claim holds if the gain holds on each of the seven combinations, does "
                 "not hold if any combination shows a significant difference of the opposite sign, and is "
                 "inconclusive otherwise.",
     "count": "A parameter or MAC claim is checked against our paper-preset counts (profile.json, preset 'paper', "
              "256x256 input, MACs; the paper writes FLOPs): it holds if |ours - paper| <= tolerance x |paper| "
-             "(the tolerance is per claim, in claims.csv), otherwise it does not hold.",
+             "(the tolerance is per claim, in claims.csv), otherwise it does not hold. Where our preset was "
+             "chosen to give the paper's number (claims.csv column construction says how), a match is 'matched "
+             "by construction', not 'holds': only independent matches (DeepSN-Net against its official code) "
+             "reproduce a number.",
     "paper_only": "Claims about methods this harness does not train are not tested (paper only); they are still "
                   "checked for internal consistency.",
     "internal": "Internal consistency: the number the text states is recomputed from the paper's own tables; "
@@ -65,7 +73,8 @@ def load_claims() -> pd.DataFrame:
     """The claims table (``pipelines/reporting/reference/claims.csv``)."""
     with reference_dir().joinpath("claims.csv").open() as fh:
         df = pd.read_csv(fh, keep_default_na=False, na_values=[""])
-    for col in ("model_a", "model_b", "metric", "set", "combination", "paper_op", "paper_a", "paper_b"):
+    for col in ("model_a", "model_b", "metric", "set", "combination", "paper_op", "paper_a", "paper_b",
+                "construction"):
         df[col] = df[col].fillna("").astype(str)
     return df
 
@@ -77,7 +86,7 @@ def verdict_gain(est: Estimate, paper_value: float) -> str:
     """Verdict on a gain claim from our difference estimate (rule ``gain``)."""
     if not est.ok:
         return NOT_RUN
-    if est.n < MIN_IMAGES or not (math.isfinite(est.low) and math.isfinite(est.high)):
+    if est.units < MIN_UNITS or not (math.isfinite(est.low) and math.isfinite(est.high)):
         return INCONCLUSIVE
     sign = np.sign(paper_value)
     if est.low > 0 or est.high < 0:
@@ -88,10 +97,37 @@ def verdict_gain(est: Estimate, paper_value: float) -> str:
     return INCONCLUSIVE
 
 
+def verdict_control(est: Estimate) -> str:
+    """What a harness control measured (rule ``control``)."""
+    if not est.ok:
+        return NOT_RUN
+    if est.units < MIN_UNITS or not est.excludes_zero:
+        return CONTROL_NULL
+    return CONTROL_UP if est.low > 0 else CONTROL_DOWN
+
+
+def beats_input(per_image: pd.DataFrame, model: str, set_name: str, metric: str, n_boot: int, ci: float,
+                combination: str = "") -> bool | None:
+    """Whether ``model`` is clearly better than the unrestored input on these images (CI of model - input above
+    0); None when the inputs were not scored (rule ``input``)."""
+    if select(per_image, INPUT_RUN, set_name, combination).empty:
+        return None
+    est = difference(per_image, model, INPUT_RUN, set_name, metric, n_boot, ci, combination)
+    return bool(est.ok and math.isfinite(est.low) and est.low > 0)
+
+
+def below_input(per_image: pd.DataFrame, models: tuple[str, ...], set_name: str, metric: str, n_boot: int,
+                ci: float, combination: str = "") -> list[str]:
+    """The models among ``models`` that do not beat the input on the images of a claim."""
+    return [m for m in models if beats_input(per_image, m, set_name, metric, n_boot, ci, combination) is False]
+
+
 def verdict_all(verdicts: list[str]) -> str:
     """Verdict on an 'every combination' claim from the per-combination gain verdicts (rule ``gain_all``)."""
     if not verdicts or any(v == NOT_RUN for v in verdicts):
         return NOT_RUN
+    if any(v == BELOW_INPUT for v in verdicts):
+        return BELOW_INPUT
     if any(v == FAILS for v in verdicts):
         return FAILS
     if all(v == HOLDS for v in verdicts):
@@ -99,11 +135,14 @@ def verdict_all(verdicts: list[str]) -> str:
     return INCONCLUSIVE
 
 
-def verdict_count(ours: float, paper_value: float, tolerance: float) -> str:
-    """Verdict on a parameter/MAC claim (rule ``count``): relative tolerance around the paper's value."""
+def verdict_count(ours: float, paper_value: float, tolerance: float, by_construction: bool = False) -> str:
+    """Verdict on a parameter/MAC claim (rule ``count``): relative tolerance around the paper's value; a match
+    that our presets were chosen to produce is ``matched by construction``."""
     if not math.isfinite(ours):
         return NOT_RUN
-    return HOLDS if abs(ours - paper_value) <= tolerance * abs(paper_value) + 1e-12 else FAILS
+    if abs(ours - paper_value) > tolerance * abs(paper_value) + 1e-12:
+        return FAILS
+    return MATCHED if by_construction else HOLDS
 
 
 # --------------------------------------------------------------------------- paper selectors
@@ -166,31 +205,42 @@ def evaluate_claims(per_image: pd.DataFrame, profile: dict, n_boot: int, ci: flo
     rows = []
     for c in claims.itertuples(index=False):
         ours = lo = hi = float("nan")
-        detail = ""
+        detail = unit = ""
         kind = c.kind
-        if kind == "gain":
+        pair = (c.model_a, c.model_b)
+        if kind in ("gain", "control"):
             est = difference(per_image, c.model_a, c.model_b, c.set, c.metric, n_boot, ci, c.combination)
             ours, lo, hi = _fmt_est(est)
-            verdict = verdict_gain(est, float(c.paper_value))
-            ran = all(len(select(per_image, m, "MDIR")) for m in (c.model_a, c.model_b))
+            unit = est.resampled
+            verdict = verdict_gain(est, float(c.paper_value)) if kind == "gain" else verdict_control(est)
+            ran = all(len(select(per_image, m, "MDIR")) for m in pair)
             if verdict == NOT_RUN and ran and c.set.lower() != "mdir":
                 verdict = NOT_AVAILABLE
             if est.ok:
-                detail = f"{est.n} images, {est.seeds} seed(s)"
-                if est.n < MIN_IMAGES:
-                    detail += f" (fewer than {MIN_IMAGES}: no verdict)"
+                detail = f"{est.units} {est.ci_unit or 'unit'}s ({est.n} images), {est.seeds} seed(s)"
+                if est.units < MIN_UNITS:
+                    detail += f" (fewer than {MIN_UNITS} units: no verdict)"
+                below = below_input(per_image, pair, c.set, c.metric, n_boot, ci, c.combination)
+                if below:
+                    verdict = BELOW_INPUT
+                    detail += f"; not better than the unrestored input: {', '.join(below)}"
         elif kind == "gain_all":
             per = []
             diffs = []
             for comb in COMBINATIONS:
                 est = difference(per_image, c.model_a, c.model_b, c.set, c.metric, n_boot, ci, comb)
-                per.append(verdict_gain(est, 1.0))
+                v = verdict_gain(est, 1.0)
+                if v != NOT_RUN and below_input(per_image, pair, c.set, c.metric, n_boot, ci, comb):
+                    v = BELOW_INPUT
+                per.append(v)
                 diffs.append(est.value)
+                unit = unit or est.resampled
             verdict = verdict_all(per)
             if verdict != NOT_RUN:
                 ours = float(sum(v == HOLDS for v in per))
                 detail = f"significant wins on {ours:.0f}/7; differences (dB) " + ", ".join(
-                    f"{k}: {d:+.2f}" for k, d in zip(COMBINATIONS, diffs))
+                    f"{k}: {d:+.2f}{' (below the input)' if v == BELOW_INPUT else ''}"
+                    for k, d, v in zip(COMBINATIONS, diffs, per))
         elif kind in ("params", "macs", "params_delta", "macs_ratio"):
             if kind == "params":
                 ours = _params_m(profile, c.model_a)
@@ -201,9 +251,11 @@ def evaluate_claims(per_image: pd.DataFrame, profile: dict, n_boot: int, ci: flo
             else:
                 ours = profile_value(profile, c.model_a, "paper", "gmacs") / profile_value(
                     profile, c.model_b, "paper", "gmacs")
-            verdict = verdict_count(ours, float(c.paper_value), float(c.tolerance))
+            verdict = verdict_count(ours, float(c.paper_value), float(c.tolerance), bool(c.construction))
             if math.isfinite(ours):
                 detail = f"paper preset, tolerance ±{100 * float(c.tolerance):.0f}%"
+                if c.construction:
+                    detail += f"; by construction: {c.construction}"
         elif kind == "paper_only":
             verdict = PAPER_ONLY
         else:
@@ -214,7 +266,7 @@ def evaluate_claims(per_image: pd.DataFrame, profile: dict, n_boot: int, ci: flo
                                                   float(c.paper_tolerance))
         rows.append({"id": c.id, "claim": c.claim, "source": c.source, "kind": kind,
                      "paper_value": float(c.paper_value), "ours": ours, "ci_low": lo, "ci_high": hi,
-                     "verdict": verdict, "detail": detail, "paper_tables_value": derived,
+                     "ci_unit": unit, "verdict": verdict, "detail": detail, "paper_tables_value": derived,
                      "internal_consistency": consistency})
     return pd.DataFrame(rows)
 

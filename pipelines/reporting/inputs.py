@@ -12,16 +12,15 @@ import os
 import platform
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
-from pipelines.common.paths import TRAIN_CURVE, run_name
+from pipelines.common.paths import INPUT_RUN, PER_IMAGE, TRAIN_CURVE, run_name
 from pipelines.reporting import specs
+from pipelines.reporting.stats import NAN_EST, Estimate, bootstrap, score_matrix, unit_kind, units_of
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -47,87 +46,25 @@ def reference_hash() -> str:
     return h.hexdigest()[:12]
 
 
-# --------------------------------------------------------------------------- statistics
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A point estimate with its bootstrap interval, the number of test images and of seeds."""
-
-    value: float
-    low: float
-    high: float
-    n: int
-    seeds: int
-
-    @property
-    def ok(self) -> bool:
-        return bool(np.isfinite(self.value))
-
-
-NAN_EST = Estimate(float("nan"), float("nan"), float("nan"), 0, 0)
-
-
-def score_matrix(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Seeds x images matrix of ``metric`` (images present for every seed only)."""
-    if frame.empty:
-        return pd.DataFrame()
-    return frame.groupby(["seed", "image"], sort=True)[metric].mean().unstack("image").dropna(axis=1)
-
-
-def bootstrap(mats: Sequence[pd.DataFrame], weights: Sequence[float], n_boot: int, ci: float,
-              seed: int = 0) -> Estimate:
-    """Bootstrap of ``sum_k w_k * mean(mat_k)`` over shared test images (paired) and each model's seeds.
-
-    Every matrix is seeds x images; images are restricted to those all matrices share and are
-    resampled jointly (a paired design), each matrix's seeds independently (when it has more
-    than one). With one image the interval is NaN.
-    """
-    mats = [m for m in mats]
-    if not mats or any(m.empty for m in mats):
-        return NAN_EST
-    common = sorted(set.intersection(*(set(m.columns) for m in mats)))
-    if not common:
-        return NAN_EST
-    arrs = [m[common].to_numpy(dtype=float) for m in mats]
-    point = float(sum(w * a.mean() for w, a in zip(weights, arrs)))
-    n_img = len(common)
-    seeds = min(a.shape[0] for a in arrs)
-    if n_img < 2 or n_boot <= 0:
-        return Estimate(point, float("nan"), float("nan"), n_img, seeds)
-    rng = np.random.default_rng(seed)
-    img_idx = rng.integers(0, n_img, size=(n_boot, n_img))
-    stats = np.zeros(n_boot)
-    for w, a in zip(weights, arrs):
-        s = a.shape[0]
-        if s > 1:
-            seed_idx = rng.integers(0, s, size=(n_boot, s))
-            vals = a[seed_idx[:, :, None], img_idx[:, None, :]].mean(axis=(1, 2))
-        else:
-            vals = a[0][img_idx].mean(axis=1)
-        stats += w * vals
-    lo, hi = np.quantile(stats, [(1 - ci) / 2, 1 - (1 - ci) / 2])
-    return Estimate(point, float(lo), float(hi), n_img, seeds)
-
-
 # --------------------------------------------------------------------------- results
 
 
 def load_per_image(eval_dir: Path, models: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:
-    """All ``per_image.csv`` of the (model, seed) runs that exist, with ``model`` and ``seed`` columns."""
+    """All ``per_image.csv`` of the (model, seed) runs that exist, with ``model`` and ``seed`` columns, and the
+    degraded inputs' own scores (the score_inputs stage) as model ``input``, seed 0."""
     frames = []
-    for m in models:
-        for s in seeds:
-            f = Path(eval_dir) / run_name(m, s) / "per_image.csv"
-            if f.is_file():
-                df = pd.read_csv(f, keep_default_na=False, na_values=[""])
-                df["combination"] = df["combination"].fillna("")
-                df["set"] = df["set"].astype(str)
-                df["model"], df["seed"] = m, s
-                frames.append(df)
+    files = [(m, s, Path(eval_dir) / run_name(m, s) / PER_IMAGE) for m in models for s in seeds]
+    files.append((INPUT_RUN, 0, Path(eval_dir) / INPUT_RUN / PER_IMAGE))
+    for m, s, f in files:
+        if f.is_file():
+            df = pd.read_csv(f, keep_default_na=False, na_values=[""])
+            df["combination"] = df["combination"].fillna("")
+            df["set"] = df["set"].astype(str)
+            df["model"], df["seed"] = m, s
+            frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["image", "set", "combination", "haze", "rain", "noise", "psnr", "ssim", "psnr_y", "ssim_y",
-                 "runtime_s", "model", "seed"])
+        columns=["image", "set", "combination", "unit", "haze", "rain", "noise", "psnr", "ssim", "psnr_y", "ssim_y",
+                 "model", "seed"])
 
 
 def select(per_image: pd.DataFrame, model: str, set_name: str, combination: str = "") -> pd.DataFrame:
@@ -142,16 +79,22 @@ def select(per_image: pd.DataFrame, model: str, set_name: str, combination: str 
 
 def estimate(per_image: pd.DataFrame, model: str, set_name: str, metric: str, n_boot: int, ci: float,
              combination: str = "") -> Estimate:
-    """Mean of ``metric`` with its bootstrap interval (NaN estimate when the model has no such rows)."""
-    return bootstrap([score_matrix(select(per_image, model, set_name, combination), metric)], [1.0], n_boot, ci)
+    """Mean of ``metric`` with its interval over the set's independent units (NaN without such rows)."""
+    sel = select(per_image, model, set_name, combination)
+    if sel.empty:
+        return NAN_EST
+    return bootstrap([score_matrix(sel, metric)], [1.0], units_of(sel), n_boot, ci, ci_unit=unit_kind(set_name))
 
 
 def difference(per_image: pd.DataFrame, model_a: str, model_b: str, set_name: str, metric: str, n_boot: int,
                ci: float, combination: str = "") -> Estimate:
-    """mean(A) - mean(B) on the test images both were scored on, paired bootstrap interval."""
-    a = score_matrix(select(per_image, model_a, set_name, combination), metric)
-    b = score_matrix(select(per_image, model_b, set_name, combination), metric)
-    return bootstrap([a, b], [1.0, -1.0], n_boot, ci)
+    """mean(A) - mean(B) on the test images both were scored on; the interval resamples their units, paired."""
+    a_sel = select(per_image, model_a, set_name, combination)
+    b_sel = select(per_image, model_b, set_name, combination)
+    if a_sel.empty or b_sel.empty:
+        return NAN_EST
+    return bootstrap([score_matrix(a_sel, metric), score_matrix(b_sel, metric)], [1.0, -1.0],
+                     units_of(pd.concat([a_sel, b_sel])), n_boot, ci, ci_unit=unit_kind(set_name))
 
 
 def load_profile(path: Path, latency_path: Path | None = None) -> tuple[dict[str, Any], str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,7 @@ def digits(metric: str) -> int:
 
 def css_class(prefix: str, value: str) -> str:
     """``s-not-run`` for status "not run": the template's colour classes."""
-    return f"{prefix}-{value.replace(' ', '-')}" if value else ""
+    return f"{prefix}-{re.sub(r'[^a-z0-9]+', '-', value.lower()).strip('-')}" if value else ""
 
 
 def run_link(base: str, experiment_id: str, run_id: str) -> str:
@@ -126,7 +127,9 @@ def long_view(df: pd.DataFrame) -> dict[str, Any]:
         rows.append({"sep": r["method"] != prev, "method": r["method"], "model": r["model"] or "–",
                      "metric": r["metric"], "paper": num(r["paper"], nd), "ours": num(r["ours"], nd),
                      "delta": num(r["delta"], nd), "ci": interval(r["ci_low"], r["ci_high"], nd),
-                     "n": f"{r['n_images']} × {r['n_seeds']}" if r["n_images"] else "–",
+                     "n": f"{r['n_units']} {r['ci_unit'].split(' and ')[0]}s / {r['n_images']} × {r['n_seeds']}"
+                     if r["n_images"] and r["ci_unit"] else f"{r['n_images']} × {r['n_seeds']}" if r["n_images"]
+                     else "–",
                      "status": r["status"], "status_cls": css_class("s", r["status"]), "note": r["note"]})
         prev = r["method"]
     return {"rows": rows}
@@ -148,7 +151,8 @@ def table_views(tabs: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
 def claims_view(ledger: pd.DataFrame) -> list[dict[str, Any]]:
     """The claims ledger's rows with formatted numbers and verdict colour classes."""
     return [{"id": r["id"], "claim": r["claim"], "source": r["source"], "paper": num(r["paper_value"], 3),
-             "ours": num(r["ours"], 3), "ci": interval(r["ci_low"], r["ci_high"], 3), "verdict": r["verdict"],
+             "ours": num(r["ours"], 3), "ci": interval(r["ci_low"], r["ci_high"], 3), "ci_unit": r["ci_unit"] or "–",
+             "verdict": r["verdict"],
              "verdict_cls": css_class("v", r["verdict"]), "detail": r["detail"],
              "paper_tables": num(r["paper_tables_value"], 3), "consistency": r["internal_consistency"] or "–",
              "consistency_cls": css_class("v", r["internal_consistency"])}

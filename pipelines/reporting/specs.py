@@ -27,6 +27,9 @@ WIDE = "wide"  # per method a paper line and ours / delta / CI lines; one column
 QUANTITIES = "quantities"  # WIDE with one column per metric; notes listed under the table
 LONG = "long"  # one row per (method, metric)
 
+INPUT_LABEL = "no restoration (degraded input)"
+DEEPSN_ALL_LABEL = "baseline + all three modules (harness control)"  # the row of the degraded inputs' own scores
+
 # Our SDIR set names (lower case, as pipelines.data.sdir names them) -> the paper's test-set label.
 SDIR_LABELS = {"sots-indoor": "SOTS-Indoor", "sots-outdoor": "SOTS-Outdoor", "rain100h": "Rain100H",
                "rain100l": "Rain100L", "test100": "Test100", "test1200": "Test1200"}
@@ -38,7 +41,10 @@ class TableSpec:
 
     ``metrics`` pairs a paper column with the metric key we compute for it (``psnr_y`` for a Y-channel
     table); ``baseline_of`` pairs a row label with the label of the row its gain is measured against;
-    ``quantities`` pairs a resources column with its ``profile.json`` key.
+    ``quantities`` pairs a resources column with its ``profile.json`` key; ``harness_rows`` adds rows the
+    paper does not have, as (label, model) pairs (their paper numbers are empty; a label in ``baseline_of``
+    gets its gain row too). MDIR, SDIR and GAIN tables also get the "no restoration" row: the degraded inputs
+    scored against their targets (:data:`INPUT_LABEL`).
     """
 
     id: str  # "table4": the id model cards use in paper_rows
@@ -54,6 +60,7 @@ class TableSpec:
     gain_col: str = ""  # GAIN: the paper's gain column, also the metric name of our gain rows
     extra_params: bool = False  # GAIN: rows with extra_params_m get ours from the paper-preset counts
     quantities: tuple[tuple[str, str], ...] = ()  # RESOURCES
+    harness_rows: tuple[tuple[str, str], ...] = ()  # MDIR, SDIR, GAIN: (label, model) rows not in the paper
 
     @property
     def name(self) -> str:
@@ -64,6 +71,11 @@ class TableSpec:
     def key_col(self) -> str:
         """The reference CSV's column of per-row keys: the MDIR combination or the SDIR test set ("" otherwise)."""
         return {MDIR: "combination", SDIR: "testset"}.get(self.kind, "")
+
+    @property
+    def with_input_row(self) -> bool:
+        """Whether the table gets the "no restoration" row (the quality tables; not resources or reference)."""
+        return self.kind in (MDIR, SDIR, GAIN)
 
     @property
     def reported(self) -> bool:
@@ -94,7 +106,11 @@ TABLES: tuple[TableSpec, ...] = (
         baseline_of=(("baseline + explainable conv", "DeepSN-Net baseline"),
                      ("baseline + RESM", "DeepSN-Net baseline"),
                      ("baseline + DMUM and MUM", "DeepSN-Net baseline"),
-                     ("InterIR (all modules)", "DeepSN-Net baseline")),
+                     ("InterIR (all modules)", "DeepSN-Net baseline"),
+                     (DEEPSN_ALL_LABEL, "DeepSN-Net baseline")),
+        # The control the ladder lacks: the three modules on, nothing else changed (claims t4_modules and
+        # t4_architecture separate it from what the rest of InterIR's architecture adds).
+        harness_rows=((DEEPSN_ALL_LABEL, "deepsn_all"),),
     ),
     TableSpec(
         id="table5", csv="table5_transplant", kind=GAIN,

@@ -16,22 +16,18 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from pipelines.common.paths import INPUT_RUN
 from pipelines.data.manifest import COMBINATIONS
 from pipelines.reporting import specs
-from pipelines.reporting.inputs import (
-    NAN_EST,
-    Estimate,
-    difference,
-    estimate,
-    profile_value,
-    reference_table,
-    select,
-)
-from pipelines.reporting.specs import TableSpec, model_for
+from pipelines.reporting.inputs import difference, estimate, profile_value, reference_table, select
+from pipelines.reporting.specs import INPUT_LABEL, TableSpec, model_for
+from pipelines.reporting.stats import NAN_EST, Estimate
 
 REPRODUCED, NOT_RUN, PAPER_ONLY, NOT_AVAILABLE = "reproduced", "not run", "paper only", "not available"
-COLUMNS = ["table", "method", "model", "key", "metric", "paper", "ours", "delta", "ci_low", "ci_high", "n_images",
-           "n_seeds", "status", "note"]
+# ci_unit: what the interval resamples ("source photo" on MDIR, "image" on SDIR sets; seeds too when n_seeds > 1).
+COLUMNS = ["table", "method", "model", "key", "metric", "paper", "ours", "delta", "ci_low", "ci_high", "ci_unit",
+           "n_units", "n_images", "n_seeds", "status", "note"]
+HARNESS_NOTE = "harness row, not in the paper"
 
 
 @dataclass(frozen=True)
@@ -51,21 +47,30 @@ def _row(table: str, method: str, model: str, key: str, metric: str, paper: floa
          status: str, note: str = "") -> dict:
     return {"table": table, "method": method, "model": model, "key": key, "metric": metric, "paper": paper,
             "ours": est.value, "delta": est.value - paper if math.isfinite(paper) else float("nan"),
-            "ci_low": est.low, "ci_high": est.high, "n_images": est.n, "n_seeds": est.seeds, "status": status,
-            "note": note}
+            "ci_low": est.low, "ci_high": est.high, "ci_unit": est.resampled, "n_units": est.units,
+            "n_images": est.n, "n_seeds": est.seeds, "status": status, "note": note}
 
 
-def _status(model: str, models: Sequence[str], est: Estimate) -> str:
+def harness_rows(spec: TableSpec) -> list[tuple[str, str]]:
+    """(label, model) of the rows the harness adds to a table: the "no restoration" row, then the spec's own."""
+    return [(INPUT_LABEL, INPUT_RUN)] * spec.with_input_row + list(spec.harness_rows)
+
+
+def _ran(res: Results, model: str) -> bool:
+    return model == INPUT_RUN or model in res.models
+
+
+def _status(model: str, res: Results, est: Estimate) -> str:
     if not model:
         return PAPER_ONLY
-    if model not in models or not est.ok:
+    if not _ran(res, model) or not est.ok:
         return NOT_RUN
     return REPRODUCED
 
 
 def _mdir(res: Results, model: str, metric: str, comb: str) -> Estimate:
     """Ours on the MDIR test split (one combination, or all for "average"); NaN for a model without results."""
-    if not model or model not in res.models:
+    if not model or not _ran(res, model):
         return NAN_EST
     return estimate(res.per_image, model, "MDIR", metric, res.n_boot, res.ci, "" if comb == "average" else comb)
 
@@ -74,14 +79,14 @@ def mdir_table(spec: TableSpec, res: Results) -> pd.DataFrame:
     """Methods x (the seven combinations, average) x metrics (Table 1)."""
     paper = reference_table(spec.csv)
     rows = []
-    for method in paper[spec.label_col].unique():
-        model = model_for(spec.id, method)
+    methods = [(m, model_for(spec.id, m), "") for m in paper[spec.label_col].unique()]
+    for method, model, note in methods + [(label, m, HARNESS_NOTE) for label, m in harness_rows(spec)]:
         for comb in (*COMBINATIONS, "average"):
             pref = paper[(paper[spec.label_col] == method) & (paper[spec.key_col] == comb)]
             for paper_metric, our_metric in spec.metrics:
                 est = _mdir(res, model, our_metric, comb)
                 p = float(pref[paper_metric].iloc[0]) if len(pref) else float("nan")
-                rows.append(_row(spec.csv, method, model, comb, paper_metric, p, est, _status(model, res.models, est)))
+                rows.append(_row(spec.csv, method, model, comb, paper_metric, p, est, _status(model, res, est), note))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -90,7 +95,7 @@ def _sdir_estimate(spec: TableSpec, res: Results, model: str, testset: str, our_
     """(ours, status, note) of one method on one SDIR test set."""
     if not model:
         return NAN_EST, PAPER_ONLY, ""
-    if model not in res.models or select(res.per_image, model, "MDIR").empty:
+    if not _ran(res, model) or select(res.per_image, model, "MDIR").empty:
         return NAN_EST, NOT_RUN, ""
     if testset == "average":
         return NAN_EST, NOT_AVAILABLE, "average over the four sets not computable on our data"
@@ -116,12 +121,18 @@ def sdir_table(spec: TableSpec, res: Results) -> pd.DataFrame:
                 est, status, note = _sdir_estimate(spec, res, model, testset, our_metric, have_sets)
                 rows.append(_row(spec.csv, method, model, testset, paper_metric, float(r[paper_metric]), est,
                                  status, note))
+    for label, model in harness_rows(spec):
+        for testset in paper[spec.key_col].unique():
+            for paper_metric, our_metric in spec.metrics:
+                est, status, note = _sdir_estimate(spec, res, model, testset, our_metric, have_sets)
+                rows.append(_row(spec.csv, label, model, testset, paper_metric, float("nan"), est, status,
+                                 "; ".join(n for n in (HARNESS_NOTE, note) if n)))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _gain(spec: TableSpec, res: Results, model: str, base_model: str) -> Estimate:
     """Ours: mean PSNR of ``model`` minus ``base_model``'s, paired over the test images."""
-    if model not in res.models or base_model not in res.models:
+    if not (_ran(res, model) and _ran(res, base_model)):
         return NAN_EST
     comb = "" if spec.combination == "average" else spec.combination
     return difference(res.per_image, model, base_model, "MDIR", "psnr", res.n_boot, res.ci, comb)
@@ -148,18 +159,22 @@ def gain_table(spec: TableSpec, res: Results) -> pd.DataFrame:
     paper = reference_table(spec.csv)
     baseline_of = dict(spec.baseline_of)
     rows = []
-    for _, r in paper.iterrows():
-        label = r[spec.label_col]
-        model = model_for(spec.id, label)
+    nan = float("nan")
+    entries = [(r[spec.label_col], model_for(spec.id, r[spec.label_col]), float(r["psnr"]),
+                float(r[spec.gain_col]) if spec.gain_col in r and pd.notna(r[spec.gain_col]) else nan, "")
+               for _, r in paper.iterrows()]
+    entries += [(label, model, nan, nan, HARNESS_NOTE) for label, model in harness_rows(spec)]
+    for label, model, paper_psnr, paper_gain, note in entries:
         est = _mdir(res, model, "psnr", spec.combination)
-        rows.append(_row(spec.csv, label, model, spec.combination, "psnr", float(r["psnr"]), est,
-                         _status(model, res.models, est)))
+        rows.append(_row(spec.csv, label, model, spec.combination, "psnr", paper_psnr, est,
+                         _status(model, res, est), note))
         base_label = baseline_of.get(label)
         if base_label is None:
             continue
         d = _gain(spec, res, model, model_for(spec.id, base_label))
-        rows.append(_row(spec.csv, label, model, spec.combination, spec.gain_col, float(r[spec.gain_col]), d,
-                         _status(model, res.models, d), f"vs {base_label} (paired over test images)"))
+        unit = "source photos" if d.ci_unit else "test images"
+        rows.append(_row(spec.csv, label, model, spec.combination, spec.gain_col, paper_gain, d, _status(model, res, d),
+                         "; ".join(n for n in (note, f"vs {base_label} (paired over {unit})") if n)))
     if spec.extra_params:
         rows += _extra_params(spec, res, paper)
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -194,7 +209,7 @@ def resources_table(spec: TableSpec, res: Results) -> pd.DataFrame:
         for paper_metric, our_metric in spec.metrics:
             est = _mdir(res, model, our_metric, "average")
             rows.append(_row(spec.csv, method, model, "", paper_metric, float(r[paper_metric]), est,
-                             _status(model, res.models, est)))
+                             _status(model, res, est)))
         if model:
             preset = res.pipeline_preset
             v = profile_value(res.profile, model, preset, "latency_s") if have else float("nan")

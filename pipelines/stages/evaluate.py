@@ -1,5 +1,7 @@
 """DVC stage ``evaluate@<model>-<seed>``: score a trained model (PSNR/SSIM on RGB and Y) on MDIR and SDIR sets.
 
+The SDIR sets are the real pairs the synthesize stage copied into ``<data>/sdir/`` from the data root.
+
 ``python -m pipelines.stages.evaluate MODEL --seed S`` (what ``dvc.yaml`` runs) or ``interir-bench evaluate``.
 The work: :func:`pipelines.engine.evaluation.evaluate_run`.
 """
@@ -25,7 +27,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=str(paths.DATA_DIR), help="synthesized set (manifest.csv)")
     p.add_argument("--train-dir", default=str(paths.TRAIN_DIR), help="where train wrote <model>-s<seed>/model.pt")
     p.add_argument("--checkpoint", help="evaluate this checkpoint instead")
-    p.add_argument("--data-root", help="real benchmark images (for the SDIR sets); default: params/INTERIR_DATA")
     p.add_argument("--out", default=str(paths.EVAL_DIR), help="results go to OUT/<model>-s<seed>/")
     p.add_argument("--no-mlflow", action="store_true")
     p.add_argument("--metrics", choices=BACKENDS, default="fast",
@@ -36,13 +37,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     params = load_params(a.params, a.profile)
-    from pipelines.data.sources import resolve_data_root
     from pipelines.engine.evaluation import evaluate_run
 
     ckpt = Path(a.checkpoint) if a.checkpoint else paths.model_file(a.train_dir, a.model, a.seed)
     out_dir = paths.eval_run_dir(a.out, a.model, a.seed)
-    root = resolve_data_root(a.data_root, params.data.root)
-    metrics = evaluate_run(a.model, a.seed, params, ckpt, Path(a.data), root, out_dir, metrics_backend=a.metrics,
+    metrics = evaluate_run(a.model, a.seed, params, ckpt, Path(a.data), out_dir, metrics_backend=a.metrics,
                            track=not a.no_mlflow)
     mdir = metrics["MDIR"]
     print(f"{a.model} (seed {a.seed}) MDIR: PSNR {mdir['psnr']:.2f} dB, SSIM {mdir['ssim']:.4f} "
