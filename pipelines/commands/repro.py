@@ -6,8 +6,9 @@ repository only while it reads and writes ``dvc.lock``, not while a stage's comm
 does exactly that, and nothing DVC would not do itself:
 
 1. ``dvc repro synthesize`` (the set every other stage reads; it uses all cores by itself);
-2. ``JOBS`` workers, each taking one (model, seed) chain ``dvc repro -s train@M-S evaluate@M-S`` and
-   the ``profile`` stage; up-to-date stages are skipped by DVC as usual, the cache works per stage;
+2. ``JOBS`` workers, each taking one (model, seed) chain ``dvc repro -s train@M-S evaluate@M-S``, or the
+   ``score_inputs`` or ``profile`` stage; up-to-date stages are skipped by DVC as usual, the cache works per
+   stage;
 3. ``dvc repro`` for the rest (the report) and as the final check that every stage is up to date.
 
 Each job runs its stages with ``train.threads`` / ``evaluate.threads`` intra-op threads (params, so the
@@ -66,9 +67,10 @@ def _last_lines(text: str, n: int = 8) -> str:
 
 
 def chains(models: list[str], seeds: list[int]) -> list[list[str]]:
-    """The independent DVC targets: one train -> evaluate chain per (model, seed), and ``profile``."""
+    """The independent DVC targets: one train -> evaluate chain per (model, seed), ``score_inputs`` and
+    ``profile``."""
     out = [[f"train@{m}-{s}", f"evaluate@{m}-{s}"] for m in models for s in seeds]
-    return [*out, ["profile"]]
+    return [*out, ["score_inputs"], ["profile"]]
 
 
 def run(jobs: int, params_path: Path, log_dir: Path = LOG_DIR, echo=lambda m: print(m, flush=True)) -> float:
@@ -105,6 +107,8 @@ def run(jobs: int, params_path: Path, log_dir: Path = LOG_DIR, echo=lambda m: pr
                 done_count += 1
                 echo(f"  [{done_count}/{len(todo)}] {fut.result()}")
     dvc(["repro"], log_dir / "final.log")
+    if not (paths.REPORT_DIR / "index.html").is_file():  # DVC pulled the report's outputs: build the page
+        subprocess.run([sys.executable, "-m", "pipelines.stages.report", "--params", str(params_path)], check=True)
     return time.perf_counter() - t0
 
 
