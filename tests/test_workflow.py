@@ -86,6 +86,7 @@ def test_a_clone_pulls_the_results_and_reproduces_nothing(reproduced: Path) -> N
     sh(clone, "dvc", "pull")
     status = sh(clone, "dvc", "status").stdout
     assert "up to date" in status, status
+    assert not list(clone.glob("results/**/.gitignore"))  # DVC needed no ignore files of its own
     repro = sh(clone, "dvc", "repro").stdout
     assert "Running stage" not in repro, repro
     assert (clone / "reports/tables/table1_mdir.csv").read_bytes() == \
@@ -95,9 +96,11 @@ def test_a_clone_pulls_the_results_and_reproduces_nothing(reproduced: Path) -> N
 
 
 def test_plots_render_offline(reproduced: Path) -> None:
-    sh(reproduced, str(BIN / "interir-bench"), "plots", "show", "-o", "plots_out")
-    page = (reproduced / "plots_out/index.html").read_text()
-    assert "vegaEmbed" in page and "results/train/nafnet-s0/curve.csv" in page
+    out = reproduced.parent / "plots_out"
+    sh(reproduced, str(BIN / "interir-bench"), "plots", "show", "-o", str(out))
+    page = (out / "index.html").read_text()
+    assert "vegaEmbed" in page and "results_train_nafnet-s0_curve_csv" in page
+    assert "results_eval_nafnet-s0_by_combination_csv" in page
     scripts = [s for s in page.split("<script") if "src=" in s.split(">")[0]]
     assert all("http" not in s.split(">")[0] or "vega" in s for s in scripts)  # CDN tags may stay, unused
     assert page.count("<script>") >= 1  # the inline bundle
