@@ -87,12 +87,19 @@ def test_missing_file(tmp_path):
         load_params(tmp_path / "nope.yaml")
 
 
-def test_schedule_is_derived_and_anneals(raw):
+def test_schedule_anneals_and_budgets_are_checked(raw, tmp_path):
     cfg = load_params(REPO / "params.yaml", "smoke").train
-    assert cfg.cosine_iters == cfg.iters - cfg.warmup_iters
     lrs = [lr_at(cfg, s) for s in range(cfg.iters + 1)]
     assert lrs[cfg.warmup_iters] == pytest.approx(cfg.lr)
     assert lrs[-1] == pytest.approx(cfg.lr_min)
     cos = lrs[cfg.warmup_iters :]
     assert all(a >= b for a, b in zip(cos, cos[1:]))  # monotone after warm-up
+    for block, message in (({"budgets": [10_000]}, "below train.iters"), ({"budgets": [40, 20]}, "increasing"),
+                           ({"schedule": "cosine"}, "needs train.schedule: wsd"), ({"schedule": "step"}, "one of")):
+        raw["train"]["smoke"].update(block)
+        p = tmp_path / "p.yaml"
+        p.write_text(yaml.safe_dump(raw))
+        with pytest.raises(ConfigError, match=message):
+            load_params(p)
+        raw["train"]["smoke"].update(budgets=[40], schedule="wsd")
     assert all(a <= b for a, b in zip(lrs[: cfg.warmup_iters], lrs[1 : cfg.warmup_iters + 1]))

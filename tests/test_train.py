@@ -23,7 +23,7 @@ from pipelines.engine.loop import lr_at
 from tests.conftest import REPO, make_tiny_mdir, write_params
 
 # Small enough for seconds on one thread, long enough that a SIGKILL lands mid-run.
-LOOP = dict(iters=24, batch=2, patch=32, ckpt_every=2, log_every=4, warmup_iters=2)
+LOOP = dict(iters=24, batch=2, patch=32, ckpt_every=2, log_every=4, warmup_iters=2, budgets=[12])
 
 
 def _args(root: Path, params: Path, data: Path, *extra: str) -> list[str]:
@@ -58,14 +58,42 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "data": data, "params": params}
 
 
+def test_wsd_budgets_equal_separate_runs(reference: dict[str, Path], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 12-step budget branched off the 24-step run is bit for bit the model of a separate 12-step run:
+    the claims can be followed over budget at the cost of one run plus the shorter budgets' decays."""
+    snap = reference["root"] / "out" / "nafnet-s0" / "snapshots" / "model_12.pt"
+    assert ckpt_io.load(snap)["step"] == 12
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    short = write_params(tmp_path / "short.yaml", **{**LOOP, "iters": 12, "budgets": []})
+    assert cli.main(_args(tmp_path, short, reference["data"], "--no-mlflow")) == 0
+    _assert_identical(_weights(tmp_path), ckpt_io.load(snap)["model_state"])
+
+
+def test_schedules() -> None:
+    """wsd: constant until the last decay_fraction of each budget, so budgets share their steps up to there."""
+    import dataclasses
+
+    cfg = dataclasses.replace(load_params(REPO / "params.yaml", "smoke").train, iters=100, warmup_iters=10,
+                              lr=1e-3, lr_min=1e-6, schedule="wsd", decay_fraction=0.2, budgets=())
+    assert lr_at(cfg, 0) == pytest.approx(1e-4) and lr_at(cfg, 50) == lr_at(cfg, 79) == cfg.lr
+    assert lr_at(cfg, 99) == pytest.approx(cfg.lr_min) and lr_at(cfg, 90) < cfg.lr
+    assert [lr_at(cfg, s, 50) for s in range(40)] == [lr_at(cfg, s) for s in range(40)]  # shared up to 50's decay
+    assert lr_at(cfg, 49, 50) == pytest.approx(cfg.lr_min)
+    lin = dataclasses.replace(cfg, schedule="linear")
+    assert lr_at(lin, 10) == pytest.approx(cfg.lr) and lr_at(lin, 55) == pytest.approx((cfg.lr + cfg.lr_min) / 2)
+
+
 def test_lr_schedule_warmup_then_cosine_to_lr_min() -> None:
-    cfg = load_params(REPO / "params.yaml", "smoke").train
+    import dataclasses
+
+    cfg = dataclasses.replace(load_params(REPO / "params.yaml", "smoke").train, schedule="cosine", budgets=())
     lrs = [lr_at(cfg, s) for s in range(cfg.iters)]
     assert lrs[0] == pytest.approx(cfg.lr / cfg.warmup_iters)
     assert lrs[cfg.warmup_iters] == pytest.approx(cfg.lr)
     assert lr_at(cfg, cfg.iters) == pytest.approx(cfg.lr_min)
     assert all(a >= b for a, b in zip(lrs[cfg.warmup_iters :], lrs[cfg.warmup_iters + 1 :]))
-    mid = cfg.warmup_iters + cfg.cosine_iters // 2
+    mid = cfg.warmup_iters + (cfg.iters - cfg.warmup_iters) // 2
     assert lr_at(cfg, mid) == pytest.approx(cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min), rel=0.05)
 
 
@@ -219,7 +247,7 @@ def test_nan_loss_stops_run_keeps_checkpoint_and_fails_mlflow_run(reference: dic
     root = reference["root"]  # share its tracking DB (creating one costs seconds); seed 1 is a run of its own
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     monkeypatch.chdir(root)
-    params = write_params(tmp_path / "params.yaml", **{**LOOP, "iters": 10})
+    params = write_params(tmp_path / "params.yaml", **{**LOOP, "iters": 10, "budgets": []})
     rc = cli.main(_args(tmp_path, params, reference["data"], "--seed", "1"))
     err = capsys.readouterr().err
     assert rc == 2
@@ -279,7 +307,8 @@ def test_worker_prefetch_gives_the_same_batches(tiny_mdir: Path) -> None:
     s = PatchSampler(pairs, 16, seed=1)
 
     def run(workers: int) -> SimpleNamespace:
-        return SimpleNamespace(cfg=TrainConfig(**{**cfg.__dict__, "iters": 5, "batch": 2, "num_workers": workers}),
+        return SimpleNamespace(cfg=TrainConfig(**{**cfg.__dict__, "iters": 5, "batch": 2, "num_workers": workers,
+                                                  "budgets": ()}),
                                dist=DistInfo(), sampler=s, device=torch.device("cpu"))
 
     inline = list(batches(run(0), 2))

@@ -20,6 +20,7 @@ from tests.conftest import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 BIN = Path(sys.executable).parent
+# Commands run as `python -m pipelines.cli` in the project's folder: its own code, not the installed checkout's.
 
 
 def _env() -> dict[str, str]:
@@ -47,7 +48,7 @@ def make_project(root: Path) -> Path:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params.update(profile="smoke", models=["nafnet"], seeds=[0])
     params["data"]["root"] = ""
-    params["train"]["smoke"].update(iters=6, log_every=3, ckpt_every=3, warmup_iters=2)
+    params["train"]["smoke"].update(iters=6, log_every=3, ckpt_every=3, warmup_iters=2, budgets=[3])
     params["synthesize"]["smoke"].update(max_train_sources=3, max_test_sources=2, train_pairs_per_source=2)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(root, "git", "init", "-q")
@@ -60,7 +61,7 @@ def make_project(root: Path) -> Path:
 def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The mini project reproduced with ``interir-bench repro`` (two jobs), results committed and pushed."""
     root = make_project(tmp_path_factory.mktemp("workflow") / "origin")
-    out = sh(root, str(BIN / "interir-bench"), "repro", "--jobs", "2")
+    out = sh(root, str(BIN / "python"), "-m", "pipelines.cli", "repro", "--jobs", "2")
     assert "done in" in out.stdout
     sh(root, "dvc", "remote", "add", "-d", "local", str(root.parent / "remote"))
     sh(root, "git", "add", "-A")
@@ -91,13 +92,13 @@ def test_a_clone_pulls_the_results_and_reproduces_nothing(reproduced: Path) -> N
     assert "Running stage" not in repro, repro
     assert (clone / "reports/tables/table1_mdir.csv").read_bytes() == \
         (reproduced / "reports/tables/table1_mdir.csv").read_bytes()
-    sh(clone, str(BIN / "interir-bench"), "report")  # the page from the pulled results, without training
+    sh(clone, str(BIN / "python"), "-m", "pipelines.cli", "report")  # the page from the pulled results, without training
     assert (clone / "reports/index.html").is_file()
 
 
 def test_plots_render_offline(reproduced: Path) -> None:
     out = reproduced.parent / "plots_out"
-    sh(reproduced, str(BIN / "interir-bench"), "plots", "show", "-o", str(out))
+    sh(reproduced, str(BIN / "python"), "-m", "pipelines.cli", "plots", "show", "-o", str(out))
     page = (out / "index.html").read_text()
     assert "vegaEmbed" in page and "results_train_nafnet-s0_curve_csv" in page
     assert "results_eval_nafnet-s0_by_combination_csv" in page

@@ -23,6 +23,7 @@ from pipelines.common.env import UserError
 from pipelines.common.paths import PARAMS as DEFAULT_PARAMS
 
 PROFILES = PRESETS  # a profile runs every model at the preset of the same name
+SCHEDULES = ("cosine", "wsd", "linear")
 
 
 class ConfigError(UserError):
@@ -69,15 +70,25 @@ class TrainConfig:
     # Intra-op threads of each training process. Fixed here, not guessed from the machine: float sums
     # depend on the thread count, and the weights must not (interir-bench repro runs cores // threads jobs).
     threads: int
+    schedule: str  # cosine | wsd | linear (pipelines.engine.loop.lr_at)
+    decay_fraction: float  # wsd: the last fraction of a budget decays linearly to lr_min
+    # Shorter training budgets branched off the run (wsd only): each gets a checkpoint equal to a separate run
+    # of that many steps, so claims can be followed over budget (snapshots/, trajectory.csv).
+    budgets: tuple[int, ...]
 
     def __post_init__(self) -> None:
         if self.threads < 1:
             raise ConfigError(f"params key train.threads must be >= 1, got {self.threads}")
-
-    @property
-    def cosine_iters(self) -> int:
-        """Length of the cosine part of the schedule (derived, never written)."""
-        return max(1, self.iters - self.warmup_iters)
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"params key train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if not 0 < self.decay_fraction <= 1:
+            raise ConfigError(f"params key train.decay_fraction must be in (0, 1], got {self.decay_fraction}")
+        if self.budgets and self.schedule != "wsd":
+            raise ConfigError("params key train.budgets needs train.schedule: wsd (only its runs share their "
+                              "steps up to each budget's decay)")
+        if any(not 0 < b < self.iters for b in self.budgets) or list(self.budgets) != sorted(set(self.budgets)):
+            raise ConfigError(f"params key train.budgets must be increasing step counts below train.iters "
+                              f"({self.iters}), got {list(self.budgets)}")
 
 
 @dataclass(frozen=True)

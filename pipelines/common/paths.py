@@ -23,6 +23,8 @@ REPORT_DIR = Path("reports")  # index.html, tables/, figures/
 INPUT_RUN = "input"
 
 MODEL_FILE = "model.pt"
+SNAPSHOTS = "snapshots"  # <run>/snapshots/model_<budget>.pt: the shorter training budgets (train.budgets)
+TRAJECTORY = "trajectory.csv"  # <eval run>/: per-image MDIR scores of every budget
 TRAIN_SUMMARY = "train.json"  # DVC metrics: numbers only
 TRAIN_CURVE = "curve.csv"  # DVC plots: step, loss, lr
 PER_IMAGE = "per_image.csv"

@@ -30,7 +30,7 @@ import torch
 from pipelines.common.config import Params
 from pipelines.common.env import UserError
 from pipelines.common.files import ensure_writable_dir, write_text
-from pipelines.common.paths import BY_COMBINATION, EVAL_METRICS, PER_IMAGE, SAMPLES
+from pipelines.common.paths import BY_COMBINATION, EVAL_METRICS, PER_IMAGE, SAMPLES, SNAPSHOTS, TRAJECTORY
 from pipelines.data import sdir
 from pipelines.data.imageio import read_image, to_uint8, write_image
 from pipelines.data.manifest import SDIR_DIR, Pair, data_version, read_manifest
@@ -187,9 +187,9 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] = CSV_COLUMNS) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
@@ -220,6 +220,7 @@ def evaluate_run(model_name: str, seed: int, params: Params, ckpt_path: Path, da
         rows += evaluate_pairs(model, pairs, set_name, card.stride, cfg.tile, cfg.tile_overlap, scorer,
                                keep=cfg.save_images, samples=samples, batch=eval_batch(card, cfg.batch),
                                workers=workers)
+    trajectory = budget_rows(model_name, ckpt_path, int(state["step"]), sets["MDIR"], card, cfg, scorer, rows)
     agg = aggregate(rows)
     dver = data_version(data_dir)
     # DVC metrics: numbers only, a pure function of the inputs (timings and identities go to MLflow).
@@ -231,6 +232,7 @@ def evaluate_run(model_name: str, seed: int, params: Params, ckpt_path: Path, da
         write_csv(out_dir / PER_IMAGE, rows)
         write_text(out_dir / EVAL_METRICS, json.dumps(metrics, indent=2) + "\n")
         write_text(out_dir / BY_COMBINATION, by_comb)
+        write_csv(out_dir / TRAJECTORY, trajectory, ("budget", *CSV_COLUMNS))
         for fname, arr in samples.items():
             write_image(out_dir / SAMPLES / fname, arr)
     except OSError as exc:
@@ -267,6 +269,23 @@ def _track(model_name: str, seed: int, profile: str, dver: str, state: dict[str,
         mlflow.log_artifact(str(out_dir / PER_IMAGE), "eval")
         mlflow.log_artifact(str(out_dir / EVAL_METRICS), "eval")
         mlflow.log_artifact(str(out_dir / BY_COMBINATION), "eval")
+
+
+def budget_rows(model_name: str, ckpt_path: Path, final_step: int, pairs: list[Pair], card: Any, cfg: Any,
+                scorer: Scorer, final_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """MDIR rows of every training budget (``budget`` column): the checkpoints the run branched off
+    (``snapshots/model_<budget>.pt`` beside the final one), each scored like the final model, then the
+    final model's own MDIR rows at its step count."""
+    rows: list[dict[str, Any]] = []
+    snaps = sorted(Path(ckpt_path).parent.joinpath(SNAPSHOTS).glob("model_*.pt"),
+                   key=lambda p: int(p.stem.split("_")[1]))
+    for snap in snaps:
+        model = ckpt_io.build_model(ckpt_io.load(snap, expect_model=model_name), snap).to(_device())
+        budget = int(snap.stem.split("_")[1])
+        rows += [{"budget": budget, **r} for r in evaluate_pairs(
+            model, pairs, "MDIR", card.stride, cfg.tile, cfg.tile_overlap, scorer, batch=eval_batch(card, cfg.batch),
+            workers=cfg.workers)]
+    return rows + [{"budget": final_step, **r} for r in final_rows if r["set"] == "MDIR"]
 
 
 def score_inputs(params: Params, data_dir: Path, out_dir: Path) -> dict[str, Any]:

@@ -33,8 +33,8 @@ import torch
 
 from pipelines.common.config import Params, TrainConfig
 from pipelines.common.env import UserError
-from pipelines.common.files import ensure_writable_dir, write_text
-from pipelines.common.paths import MODEL_FILE, TRAIN_CURVE, TRAIN_SUMMARY
+from pipelines.common.files import ensure_writable_dir, write_bytes, write_text
+from pipelines.common.paths import MODEL_FILE, SNAPSHOTS, TRAIN_CURVE, TRAIN_SUMMARY
 from pipelines.data.manifest import data_version, read_manifest
 from pipelines.data.sampler import PatchSampler, StepBatches
 from pipelines.engine import checkpoint as ckpt_io
@@ -49,12 +49,31 @@ class TrainingError(UserError):
     """The run cannot continue (non-finite loss, ...); the last good checkpoint is kept."""
 
 
-def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine annealing from ``lr`` to ``lr_min`` over ``cosine_iters``."""
+def lr_at(cfg: TrainConfig, step: int, budget: int | None = None) -> float:
+    """The learning rate of ``step`` in a run of ``budget`` steps (default ``train.iters``): a linear warm-up, then
+
+    - ``cosine``: cosine annealing from ``lr`` to ``lr_min`` over the rest of the budget;
+    - ``wsd`` (warmup-stable-decay): ``lr`` until the last ``decay_fraction`` of the budget, then linear to
+      ``lr_min``; up to its decay a run of any budget follows the same rates, so one run can branch off
+      shorter budgets (:func:`run_budget`) that equal separate runs of those budgets, step for step;
+    - ``linear``: linear from ``lr`` to ``lr_min`` over the rest of the budget (DeepSN-Net's recipe).
+    """
+    budget = budget or cfg.iters
     if step < cfg.warmup_iters:
         return cfg.lr * (step + 1) / cfg.warmup_iters
-    t = min(1.0, (step - cfg.warmup_iters) / cfg.cosine_iters)
+    if cfg.schedule == "wsd":
+        start = decay_start(cfg, budget)
+        t = 0.0 if step < start else min(1.0, (step - start + 1) / max(1, budget - start))
+        return cfg.lr + (cfg.lr_min - cfg.lr) * t
+    t = min(1.0, (step - cfg.warmup_iters) / max(1, budget - cfg.warmup_iters))
+    if cfg.schedule == "linear":
+        return cfg.lr + (cfg.lr_min - cfg.lr) * t
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
+
+
+def decay_start(cfg: TrainConfig, budget: int) -> int:
+    """First step of the ``wsd`` schedule's decay in a run of ``budget`` steps (never inside the warm-up)."""
+    return max(cfg.warmup_iters, budget - round(cfg.decay_fraction * budget))
 
 
 def seed_everything(seed: int) -> None:
@@ -170,7 +189,7 @@ def resume(run: Run) -> Progress:
                     [dict(p) for p in state.get("curve", [])], f"{run.last} (step {step})")
 
 
-def checkpoint_payload(run: Run, prog: Progress, resumable: bool) -> dict[str, Any]:
+def checkpoint_payload(run: Run, prog: Progress, resumable: bool, budget: int | None = None) -> dict[str, Any]:
     """A self-describing checkpoint at ``prog.step``.
 
     The final ``model.pt`` is a pure function of the stage's inputs (same params, data and threads: same
@@ -183,8 +202,8 @@ def checkpoint_payload(run: Run, prog: Progress, resumable: bool) -> dict[str, A
         "profile": run.params.profile, "config": {"train": _plain(dataclasses.asdict(cfg))}, "resume_key": run.key,
         "step": step, "seed": run.seed, "data_version": run.data_version, "world_size": run.dist.world,
         "model_state": run.model.state_dict(),
-        "scheduler": {"kind": "warmup_cosine", "lr": cfg.lr, "lr_min": cfg.lr_min, "warmup_iters": cfg.warmup_iters,
-                      "cosine_iters": cfg.cosine_iters, "last_lr": lr_at(cfg, max(step - 1, 0))},
+        "scheduler": {"kind": cfg.schedule, "lr": cfg.lr, "lr_min": cfg.lr_min, "warmup_iters": cfg.warmup_iters,
+                      "budget": budget or cfg.iters, "last_lr": lr_at(cfg, max(step - 1, 0), budget)},
     }
     if resumable:
         payload["optimizer_state"] = run.opt.state_dict()
@@ -193,6 +212,51 @@ def checkpoint_payload(run: Run, prog: Progress, resumable: bool) -> dict[str, A
         payload["recent_losses"] = [float(v) for v in prog.losses[-cfg.log_every:]]
         payload["curve"] = [dict(p) for p in prog.curve]
     return payload
+
+
+def snapshot_path(run: Run, budget: int) -> Path:
+    """Where the checkpoint of a shorter budget waits until the run finishes (beside ``last.pt``: DVC deletes
+    the stage's outputs before a rerun, a resumed run must not lose the budgets it already branched off)."""
+    return run.last.with_name(f"snapshot_{budget}.pt")
+
+
+def step_once(run: Run, x: torch.Tensor, y: torch.Tensor, lr: float, amp: Any, where: str) -> float:
+    """One optimisation step at learning rate ``lr``; returns the loss (averaged over ranks)."""
+    for g in run.opt.param_groups:
+        g["lr"] = lr
+    x, y = (t.to(run.device, non_blocking=True, memory_format=run.memory_format) for t in (x, y))
+    with amp:
+        pred = run.net(x)
+    loss = run.loss_fn(pred.float(), y)
+    lval = dist_mod.global_mean(loss, run.dist)
+    if not math.isfinite(lval):
+        raise TrainingError(f"non-finite loss ({lval}) at {where} of {run.name} (seed {run.seed}); run stopped; "
+                            "lower train.lr or check the data")
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.grad_clip)
+    run.opt.step()
+    return lval
+
+
+def run_budget(run: Run, budget: int, amp: Any) -> None:
+    """Branch a run of ``budget`` steps off the main line at its decay start (``wsd``): train its decay on a copy of
+    the state, save its checkpoint, restore the main line. Batches are a function of the step, so the result
+    equals a separate run of ``budget`` steps."""
+    import copy
+
+    start = decay_start(run.cfg, budget)
+    saved = (copy.deepcopy(run.model.state_dict()), copy.deepcopy(run.opt.state_dict()), ckpt_io.rng_state())
+    for step in range(start, budget):
+        step_once(run, *run.sampler.batch(step, run.cfg.batch, run.dist.rank, run.dist.world),
+                  lr_at(run.cfg, step, budget), amp, f"step {step + 1} of the {budget}-step budget")
+    if run.dist.is_main:
+        ckpt_io.save(snapshot_path(run, budget), checkpoint_payload(run, Progress(step=budget), False, budget))
+    dist_mod.barrier(run.dist)
+    run.model.load_state_dict(saved[0])
+    run.opt.load_state_dict(saved[1])
+    ckpt_io.set_rng_state(saved[2])
 
 
 def batches(run: Run, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -282,6 +346,13 @@ def finish(run: Run, prog: Progress, mlflow: Any, steps_this_run: int, elapsed: 
     if run.dist.is_main:
         final = run.out_dir / MODEL_FILE
         ckpt_io.save(final, checkpoint_payload(run, prog, resumable=False))
+        (run.out_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)  # a DVC output, empty without budgets
+        for budget in run.cfg.budgets:  # the shorter budgets' checkpoints, branched off during the run
+            snap = snapshot_path(run, budget)
+            if not snap.is_file():
+                raise TrainingError(f"{snap}: the {budget}-step budget's checkpoint is missing (resumed past its "
+                                    f"branch point); delete {run.last.parent} to train {run.name} again")
+            write_bytes(run.out_dir / SNAPSHOTS / f"model_{budget}.pt", snap.read_bytes())
         write_text(run.out_dir / TRAIN_SUMMARY, json.dumps(metrics, indent=2) + "\n")
         write_text(run.out_dir / TRAIN_CURVE, "step,loss,lr\n" + "".join(
             f"{p['step']},{p['loss']:.6f},{p['lr']:.6e}\n" for p in prog.curve))
@@ -316,24 +387,12 @@ def train(model_name: str, params: Params, seed: int, data_dir: Path, ckpt_dir: 
                        disable=not dist.is_main, dynamic_ncols=True, file=sys.stderr, unit="it")
             run.net.train()
             steps_this_run, t0 = 0, time.perf_counter()
+            branch_at = {decay_start(cfg, b): b for b in cfg.budgets}
             for step in bar:
+                if step in branch_at and not snapshot_path(run, branch_at[step]).is_file():
+                    run_budget(run, branch_at[step], amp)
                 lr = lr_at(cfg, step)
-                for g in run.opt.param_groups:
-                    g["lr"] = lr
-                x, y = (t.to(run.device, non_blocking=True, memory_format=run.memory_format) for t in next(data))
-                with amp:
-                    pred = run.net(x)
-                loss = run.loss_fn(pred.float(), y)
-                lval = dist_mod.global_mean(loss, dist)
-                if not math.isfinite(lval):
-                    raise TrainingError(f"non-finite loss ({lval}) at step {step + 1} of {model_name} (seed {seed}); "
-                                        f"run stopped, last good checkpoint: {prog.last_good}; lower train.lr or "
-                                        "check the data")
-                run.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
-                run.opt.step()
+                lval = step_once(run, *next(data), lr, amp, f"step {step + 1} (last good checkpoint: {prog.last_good})")
                 prog.step, steps_this_run = step + 1, steps_this_run + 1
                 prog.losses = [*prog.losses, lval][-cfg.log_every:]
                 bar.set_postfix(loss=f"{lval:.4f}", lr=f"{lr:.2e}", refresh=False)
