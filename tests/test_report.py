@@ -89,6 +89,9 @@ def _write_results(base: Path, manifest: list[dict]) -> None:
         pd.DataFrame(rows).to_csv(out / "per_image.csv", index=False)
         if model == "input":
             continue
+        mdir = pd.DataFrame([r for r in rows if r["set"] == "MDIR"])  # two budgets: half the final gain, then all
+        pd.concat([mdir.assign(budget=10, psnr=mdir["psnr"] - offset / 2), mdir.assign(budget=20)]).to_csv(
+            out / "trajectory.csv", index=False)
         for i in range(len(COMBINATIONS)):  # what the evaluate stage keeps: the first image of each combination
             write_image(out / "samples" / f"MDIR_{i:03d}.png", np.full((32, 32, 3), 0.1 * (i + 1), np.float32))
         profile[model] = {"smoke": {"params": 1000, "gmacs": 0.1, "latency_s": 0.01},
@@ -519,3 +522,37 @@ def test_a_paper_table_is_one_csv_and_one_spec(tmp_path: Path, monkeypatch: pyte
     html = page.render(context)
     links = _Links(html)
     assert "table9_denoise" in links.ids and "#table9_denoise" in links.toc and new.title in html
+
+
+def test_claim_trajectories_trends_and_the_cost_of_deciding(built: dict) -> None:
+    """Each MDIR quality claim is measured at every budget (the fixture's interir gains half its final margin over
+    deepsn_net at the shorter budget); a claim still moving says which way; the figure is drawn."""
+    traj = pd.read_csv(built["out"] / "tables/claim_trajectories.csv")
+    t4 = traj[traj["claim"] == "t4_all"].set_index("budget")
+    assert list(t4.index) == [10, 20] and set(t4["ci_unit"]) == {"source photo"}
+    assert t4.loc[10, "delta"] == pytest.approx(0.5, abs=0.15) and t4.loc[20, "delta"] == pytest.approx(1.0, abs=0.15)
+    ledger = pd.read_csv(built["out"] / "tables/claims.csv", keep_default_na=False).set_index("id")
+    assert ledger.loc["t4_all", "trend"].startswith("still moving: up")
+    assert (built["out"] / "figures/trajectories.png").is_file()
+
+
+def test_trend_and_power_rules() -> None:
+    from pipelines.reporting import trajectories
+
+    traj = pd.DataFrame({"claim": ["c"] * 3, "budget": [1, 2, 4], "delta": [0.1, 0.5, 0.55],
+                         "low": [0, 0.3, 0.35], "high": [0.2, 0.7, 0.75]})
+    assert trajectories.trend(traj, "c") == "stable at this scale"  # moved 0.05 < half-width 0.2
+    assert trajectories.trend(traj.iloc[:2], "c").startswith("still moving: up")
+    # A 0.1 dB effect whose per-photo differences spread by 0.5 dB: 12 photos cannot decide it; about
+    # (0.5 / (0.1 / 2.8))^2 = 196 photos would (at one seed, no seed spread).
+    rng = np.random.default_rng(3)
+    diff = 0.1 + rng.normal(0, 0.5, 12)
+    diff = 0.1 + (diff - diff.mean()) / diff.std(ddof=1) * 0.5  # exactly mean 0.1, sd 0.5
+    rows = [{"model": m, "seed": 0, "set": "MDIR", "combination": "haze+rain+noise", "image": f"s{u}.png",
+             "unit": f"s{u}", "psnr": 20 + (diff[u] if m == "interir" else 0)}
+            for m in ("interir", "deepsn_net") for u in range(12)]
+    c = claims.load_claims().query("id == 't4_all'").assign(paper_value=0.1)
+    need = trajectories.power(pd.DataFrame(rows), c).iloc[0]
+    assert need["units_now"] == 12 and need["unit_sd"] == pytest.approx(0.5) and not need["decidable_now"]
+    assert need["units_needed_at_these_seeds"] == pytest.approx((0.5 * trajectories.Z_DECIDE / 0.1) ** 2, abs=1)
+    assert f"{need['units_needed_at_these_seeds']} source photos" in trajectories.power_text(need)

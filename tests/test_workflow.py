@@ -33,7 +33,8 @@ def _env() -> dict[str, str]:
 def sh(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
     return proc
 
 
@@ -92,7 +93,7 @@ def test_a_clone_pulls_the_results_and_reproduces_nothing(reproduced: Path) -> N
     assert "Running stage" not in repro, repro
     assert (clone / "reports/tables/table1_mdir.csv").read_bytes() == \
         (reproduced / "reports/tables/table1_mdir.csv").read_bytes()
-    sh(clone, str(BIN / "python"), "-m", "pipelines.cli", "report")  # the page from the pulled results, without training
+    sh(clone, str(BIN / "python"), "-m", "pipelines.cli", "report")  # the page from the pulled results
     assert (clone / "reports/index.html").is_file()
 
 

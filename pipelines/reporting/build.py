@@ -26,14 +26,14 @@ from pipelines.common.files import write_bytes, write_text
 from pipelines.reporting import claims as claims_mod
 from pipelines.reporting import figures as figs
 from pipelines.reporting import inputs as data
-from pipelines.reporting import page, specs, tables
+from pipelines.reporting import page, specs, tables, trajectories
 from pipelines.reporting.figures import Rendered
 from pipelines.reporting.inputs import load_per_image
 
-EXTRA_TABLE_FILES = ("claims", "paper_consistency")
+EXTRA_TABLE_FILES = ("claims", "paper_consistency", "claim_trajectories", "sensitivity")
 # Figures of a report with every input (the visual grids of SDIR sets come on top, one per set found).
 FIGURES = ("resources", "psnr_vs_level", "tsne", "visual_mdir_mixed", "visual_mdir_single", "masks", "iterates",
-           "training")
+           "trajectories", "training")
 
 
 def table_files() -> tuple[str, ...]:
@@ -89,6 +89,7 @@ def _mdir_group(combination: str) -> str:
 
 
 def build_figures(params: Params, per_image: pd.DataFrame, profile: dict, tabs: dict[str, pd.DataFrame],
+                  traj: pd.DataFrame, claim_labels: dict[str, str],
                   runs: pd.DataFrame, eval_dir: Path, train_dir: Path, data_dir: Path) -> tuple[dict, dict]:
     """{figure name: Rendered} and extra numbers (t-SNE silhouettes, seconds per figure)."""
     from pipelines.data.manifest import read_manifest
@@ -153,11 +154,29 @@ def build_figures(params: Params, per_image: pd.DataFrame, profile: dict, tabs: 
         put("iterates", figs.fig_iterates(net, its_pairs, "InterIR"),
             "The unfolding made visible: the image estimate x_k after stages k of the trained InterIR, and the "
             "PSNR of every iterate (grey: single images, red: mean).", photo=True)
+    put("trajectories", figs.fig_trajectories(traj, claim_labels),
+        "Each MDIR quality claim's delta (ours, model A - model B, dB) at every training budget, with its 95% "
+        "interval over source photos (and seeds); the dashed line is 0. Budgets branch off one run (wsd "
+        "schedule), so each point equals a separate run of that many steps.")
     put("training", figs.fig_training(data.training_curves(train_dir, models, params.seeds)),
         "Training loss per run (results/train/<model>-s<seed>/curve.csv: the mean of the last train.log_every "
         "steps' losses, logged every train.log_every steps; also in MLflow as train/loss).")
     extra["timings"] = timings
     return out, extra
+
+
+def with_trends_and_power(ledger: pd.DataFrame, traj: pd.DataFrame, per_image: pd.DataFrame) -> pd.DataFrame:
+    """The ledger with each quality claim's trend over budget and, for an undecided one, what deciding it costs."""
+    trends = trajectories.summary(traj)
+    need = trajectories.power(per_image, claims_mod.load_claims()).set_index("claim") if len(per_image) else None
+    undecided = (claims_mod.INCONCLUSIVE, claims_mod.BELOW_INPUT)
+
+    def cost(row: pd.Series) -> str:
+        if need is None or row["verdict"] not in undecided or row["id"] not in need.index:
+            return ""
+        return trajectories.power_text(need.loc[row["id"]])
+
+    return ledger.assign(trend=ledger["id"].map(trends).fillna(""), to_decide=ledger.apply(cost, axis=1))
 
 
 def provenance(params: Params, data_dir: Path, runs: pd.DataFrame, paper_runs: dict[str, str]) -> dict[str, Any]:
@@ -195,7 +214,8 @@ def _run_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def page_context(params: Params, prov: dict[str, Any], tabs: dict[str, pd.DataFrame], ledger: pd.DataFrame,
                  consistency: pd.DataFrame, figures: dict[str, Rendered], extra: dict[str, Any],
-                 runs: pd.DataFrame, run_table: pd.DataFrame, ran: list[str], missing: list[str]) -> dict[str, Any]:
+                 runs: pd.DataFrame, run_table: pd.DataFrame, ran: list[str], missing: list[str],
+                 sensitivity: pd.DataFrame | None = None) -> dict[str, Any]:
     """Everything templates/report.html.j2 renders, as view models (pipelines.reporting.page)."""
     links = page.run_links(runs, params.report.mlflow_ui)
     return {
@@ -212,6 +232,7 @@ def page_context(params: Params, prov: dict[str, Any], tabs: dict[str, pd.DataFr
         "consistency_bad": page.simple_view(consistency[consistency["result"] != claims_mod.CONSISTENT], "result"),
         "consistency_all": page.simple_view(consistency, "result"),
         "silhouette": extra.get("silhouette") or {},
+        "sensitivity": page.simple_view(sensitivity if sensitivity is not None else pd.DataFrame()),
         "figures": page.figure_views(figures),
         "mlflow_ui": params.report.mlflow_ui,
         "runs": page.simple_view(run_table, links=links),
@@ -235,6 +256,10 @@ def build_report(params: Params, out: Path, eval_dir: Path, train_dir: Path, dat
     tabs = tables.build_all(tables.Results(per_image, models, profile, params.preset, machine, cfg.bootstrap,
                                            cfg.ci))
     ledger = claims_mod.evaluate_claims(per_image, profile, cfg.bootstrap, cfg.ci)
+    traj = trajectories.claim_trajectories(trajectories.load_trajectories(eval_dir, models, list(params.seeds)),
+                                           claims_mod.load_claims(), cfg.bootstrap, cfg.ci)
+    ledger = with_trends_and_power(ledger, traj, per_image)
+    sensitivity = trajectories.sensitivity(per_image, claims_mod.load_claims(), cfg.bootstrap, cfg.ci)
     consistency = claims_mod.consistency_checks()
     t_tables = time.perf_counter() - t0
     runs = data.mlflow_runs(params.profile)
@@ -246,7 +271,9 @@ def build_report(params: Params, out: Path, eval_dir: Path, train_dir: Path, dat
         runs = data.mlflow_runs(params.profile)
     t_mlflow = time.perf_counter() - t0 - t_tables
     prov = provenance(params, data_dir, runs, paper_runs)
-    figures, extra = build_figures(params, per_image, profile, tabs, runs, eval_dir, train_dir, data_dir)
+    labels = {c.id: f"{c.id}: {c.model_a} - {c.model_b}" for c in claims_mod.load_claims().itertuples()}
+    figures, extra = build_figures(params, per_image, profile, tabs, traj, labels, runs, eval_dir, train_dir,
+                                   data_dir)
     run_table = _run_table(runs)
 
     (out / "tables").mkdir(parents=True, exist_ok=True)
@@ -255,6 +282,8 @@ def build_report(params: Params, out: Path, eval_dir: Path, train_dir: Path, dat
         write_text(out / "tables" / f"{name}.csv", df.to_csv(index=False))
     write_text(out / "tables" / "claims.csv", ledger.to_csv(index=False))
     write_text(out / "tables" / "paper_consistency.csv", consistency.to_csv(index=False))
+    write_text(out / "tables" / "claim_trajectories.csv", traj.to_csv(index=False))
+    write_text(out / "tables" / "sensitivity.csv", sensitivity.to_csv(index=False))
     for name, fig in figures.items():
         write_bytes(out / "figures" / f"{name}.{fig.fmt}", fig.data)
     write_text(out / "runs.csv", run_table.to_csv(index=False))
@@ -262,7 +291,8 @@ def build_report(params: Params, out: Path, eval_dir: Path, train_dir: Path, dat
 
     ran = sorted(set(per_image["model"])) if len(per_image) else []
     missing = [m for m in models if m not in ran]
-    context = page_context(params, prov, tabs, ledger, consistency, figures, extra, runs, run_table, ran, missing)
+    context = page_context(params, prov, tabs, ledger, consistency, figures, extra, runs, run_table, ran, missing,
+                           sensitivity)
     write_text(out / "index.html", page.render(context))
     summary = {"profile": params.profile, "models_with_results": ran, "not_run": missing,
                "claims": context["verdicts"], "figures": sorted(figures), "tables": sorted(table_files()),

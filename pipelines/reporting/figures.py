@@ -383,3 +383,31 @@ def fig_training(history: pd.DataFrame) -> Any:
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- claims over budget
+
+
+def fig_trajectories(traj: pd.DataFrame, labels: dict[str, str]) -> Any:
+    """One panel per MDIR quality claim: our delta against the training budget, with its interval."""
+    if traj.empty or traj["budget"].nunique() < 2:
+        return None
+    plt = _plt()
+    claims = list(dict.fromkeys(traj["claim"]))
+    cols = min(4, len(claims))
+    rows = math.ceil(len(claims) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.7 * rows), squeeze=False, sharex=True)
+    for ax, claim in zip(axes.flat, claims):
+        t = traj[traj["claim"] == claim].sort_values("budget")
+        ax.errorbar(t["budget"], t["delta"], yerr=[t["delta"] - t["low"], t["high"] - t["delta"]], marker="o",
+                    capsize=3, lw=1.2)
+        ax.axhline(0, color="k", lw=0.8, ls="--")
+        ax.set_xscale("log", base=2)
+        ax.set_title(labels.get(claim, claim), fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(claims):]:
+        ax.axis("off")
+    fig.supxlabel("training budget (steps, log2 scale)", fontsize=9)
+    fig.supylabel("delta (dB), ours", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -152,7 +152,7 @@ def claims_view(ledger: pd.DataFrame) -> list[dict[str, Any]]:
     """The claims ledger's rows with formatted numbers and verdict colour classes."""
     return [{"id": r["id"], "claim": r["claim"], "source": r["source"], "paper": num(r["paper_value"], 3),
              "ours": num(r["ours"], 3), "ci": interval(r["ci_low"], r["ci_high"], 3), "ci_unit": r["ci_unit"] or "–",
-             "verdict": r["verdict"],
+             "verdict": r["verdict"], "trend": r.get("trend", ""), "to_decide": r.get("to_decide", ""),
              "verdict_cls": css_class("v", r["verdict"]), "detail": r["detail"],
              "paper_tables": num(r["paper_tables_value"], 3), "consistency": r["internal_consistency"] or "–",
              "consistency_cls": css_class("v", r["internal_consistency"])}
