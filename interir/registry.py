@@ -28,6 +28,30 @@ _MODEL_MODULES = (
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """A model's published training recipe, read from its official code (``source``), for ``train.recipe:
+    original``. The optimiser, learning rates, schedule, loss and clipping replace the shared recipe's at every
+    profile; ``batch``, ``patch`` and ``iters`` (0: the profile's) only at the paper profile, so the CPU
+    profiles keep equal budgets. ``notes`` says what could not be carried over as published."""
+
+    source: str
+    optimizer: str  # adam | adamw
+    lr: float
+    lr_min: float
+    betas: tuple[float, float]
+    weight_decay: float
+    schedule: str  # cosine | linear | wsd (pipelines.engine.loop.lr_at)
+    loss: str  # a name of interir.losses.LOSSES
+    warmup_iters: int = 0
+    fft_weight: float = 0.0
+    grad_clip: float = 0.0
+    batch: int = 0
+    patch: int = 0
+    iters: int = 0
+    notes: str = ""
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """What a user needs to judge a model's numbers.
 
@@ -35,7 +59,8 @@ class ModelCard:
     ``("table4", "baseline + RESM")``, the label spelled as in the table's reference CSV
     (``pipelines/reporting/reference``, the only place the paper's numbers live). ``deviations``
     lists where this implementation departs from the paper or the official code. How MACs are
-    counted is the harness's one convention (``pipelines.engine.profiling.CONVENTION``).
+    counted is the harness's one convention (``pipelines.engine.profiling.CONVENTION``). ``recipe`` is the
+    published training recipe (``train.recipe: original``); ``recipe_note`` says why there is none.
     """
 
     name: str
@@ -48,6 +73,8 @@ class ModelCard:
     # Measured on the CPU (benchmarks/bench_eval.py): batching speeds up the models that work on a
     # coarse grid 2-3.5x and slows the full-resolution U-Nets (NAFNet, FDTANet), which get 1.
     eval_batch: int = 8
+    recipe: Recipe | None = None
+    recipe_note: str = ""
 
 
 @dataclass(frozen=True)

@@ -75,10 +75,21 @@ class TrainConfig:
     # Shorter training budgets branched off the run (wsd only): each gets a checkpoint equal to a separate run
     # of that many steps, so claims can be followed over budget (snapshots/, trajectory.csv).
     budgets: tuple[int, ...]
+    optimizer: str  # adam | adamw
+    weight_decay: float
+    loss: str  # interir.losses.LOSSES
+    # shared: every model with the recipe above (equal budgets, the default on the CPU profiles); original:
+    # each baseline with its published recipe from its model card (optimiser, rates, schedule, loss, clipping;
+    # batch, patch and iterations at the paper profile only)
+    recipe: str
 
     def __post_init__(self) -> None:
         if self.threads < 1:
             raise ConfigError(f"params key train.threads must be >= 1, got {self.threads}")
+        if self.recipe not in ("shared", "original"):
+            raise ConfigError(f"params key train.recipe must be shared or original, got {self.recipe!r}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ConfigError(f"params key train.optimizer must be adam or adamw, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"params key train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if not 0 < self.decay_fraction <= 1:

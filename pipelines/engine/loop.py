@@ -76,6 +76,23 @@ def decay_start(cfg: TrainConfig, budget: int) -> int:
     return max(cfg.warmup_iters, budget - round(cfg.decay_fraction * budget))
 
 
+def effective_train(cfg: TrainConfig, model_name: str, profile: str) -> TrainConfig:
+    """The train config a model trains with: the shared recipe, or with ``train.recipe: original`` its card's
+    published one (:class:`interir.registry.Recipe`; batch, patch and iterations only at the paper profile).
+    A model without a published recipe keeps the shared one (its card says why)."""
+    from interir.registry import get_card
+
+    r = get_card(model_name).recipe
+    if cfg.recipe != "original" or r is None:
+        return cfg
+    budget = {"batch": r.batch or cfg.batch, "patch": r.patch or cfg.patch, "iters": r.iters or cfg.iters} \
+        if profile == "paper" else {}
+    return dataclasses.replace(cfg, optimizer=r.optimizer, lr=r.lr, lr_min=r.lr_min, beta1=r.betas[0],
+                               beta2=r.betas[1], weight_decay=r.weight_decay, schedule=r.schedule, loss=r.loss,
+                               warmup_iters=r.warmup_iters, fft_weight=r.fft_weight, grad_clip=r.grad_clip,
+                               budgets=cfg.budgets if r.schedule == "wsd" else (), **budget)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) from one integer."""
     random.seed(seed)
@@ -133,10 +150,10 @@ class Progress:
 def setup(model_name: str, params: Params, seed: int, data_dir: Path, ckpt_dir: Path, out_dir: Path,
           dist: DistInfo) -> Run:
     """Check the outputs, read the data, build the seeded model and its optimizer."""
-    from interir.losses import L1FFTLoss
+    from interir.losses import build_loss
     from interir.registry import create_model, model_args
 
-    cfg = params.train
+    cfg = effective_train(params.train, model_name, params.profile)
     device = dist_mod.pick_device(dist)
     if cfg.batch % dist.world:
         raise UserError(f"train batch {cfg.batch} (global) is not divisible by the {dist.world} processes")
@@ -156,8 +173,10 @@ def setup(model_name: str, params: Params, seed: int, data_dir: Path, ckpt_dir: 
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    return Run(model_name, params, seed, dist, device, model, net, opt, L1FFTLoss(cfg.fft_weight), args, key, dver,
+    optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    opt = optimizer(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    return Run(model_name, dataclasses.replace(params, train=cfg), seed, dist, device, model, net, opt,
+               build_loss(cfg.loss, cfg.fft_weight), args, key, dver,
                PatchSampler(pairs, cfg.patch, seed=seed), ckpt_dir / "last.pt", out_dir, memory_format,
                sum(p.numel() for p in model.parameters()))
 
