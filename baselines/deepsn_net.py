@@ -17,7 +17,8 @@ for this project; the frame itself (pixel-unshuffle, Eq. 11 init, stages, global
 The Table 4 ladder is one family, :func:`build_deepsn`, with three switches (see
 ``docs/baselines.md``): ``conv`` (plain / explainable 3x3 convs inside every BasicBlock),
 ``image_update`` (``"subtraction"`` = Eq. 28 / ``"resm"`` = InterIR's RESM, Eq. 12) and
-``pq_multiplier`` (``"deepsn"`` / ``"interir"`` = InterIR's DMUM, Eq. 13, and MUM, Eq. 14).
+``pq_multiplier`` (``"deepsn"`` / ``"interir"`` = InterIR's DMUM, Eq. 13, and MUM, Eq. 14). ``deepsn_all`` turns
+all three on (the harness's control between ``deepsn_net`` and ``interir``).
 
 The official code builds ``depth`` (15) ``Image_update`` modules but its last call reuses
 ``image_update_list[depth - 2]``, so the 15th is never used. Here all ``depth`` image updates are
@@ -380,5 +381,32 @@ def deepsn_resm(**kwargs) -> UnfoldingNet:
     presets=_DEEPSN_PRESETS,
 )
 def deepsn_dmum(**kwargs) -> UnfoldingNet:
+    kwargs.setdefault("pq_multiplier", "interir")
+    return build_deepsn(**kwargs)
+
+
+# deepsn_all has no paper numbers (the card's paper rows stay empty): it appears in Table 4 as a harness-only row
+# with this label, the control that splits interir - deepsn_net into the three modules (deepsn_all - deepsn_net) and
+# the rest of the InterIR architecture (interir - deepsn_all: EPBlock vs BasicBlock, 1/8 vs 1/4 grid, width, depth).
+DEEPSN_ALL_TABLE4_LABEL = "baseline + all three modules (harness control)"
+
+
+@register_model(
+    _card(
+        "deepsn_all",
+        "DeepSN-Net with all three InterIR modules (explainable conv, RESM, DMUM/MUM) and nothing else changed "
+        "(Table 4 harness control)",
+        {},
+        (
+            "Not in the paper: the three ladder switches together at DeepSN-Net's presets (conv='xconv', "
+            "image_update='resm', pq_multiplier='interir'); operator (BasicBlock), 1/4 grid, width and depth stay "
+            "DeepSN-Net's.",
+        ),
+    ),
+    presets=_DEEPSN_PRESETS,
+)
+def deepsn_all(**kwargs) -> UnfoldingNet:
+    kwargs.setdefault("conv", "xconv")
+    kwargs.setdefault("image_update", "resm")
     kwargs.setdefault("pq_multiplier", "interir")
     return build_deepsn(**kwargs)
