@@ -295,9 +295,11 @@ def build_deepsn(
 
 
 _DEEPSN_PAPER = dict(width=48, depth=15, down=4, ratio_spatial=2, ratio_freq=4, coefficient=16)
+# smoke and small: the paper's block proportions at a smaller width and depth, sized so that every comparison with
+# InterIR and FDTANet keeps its paper parameter and MAC ratios within 25 % (benchmarks/preset_ratios.py).
 _DEEPSN_PRESETS = {
-    "smoke": dict(width=8, depth=2, down=4, ratio_spatial=1, ratio_freq=1, coefficient=2),
-    "small": dict(width=24, depth=6, down=4, ratio_spatial=2, ratio_freq=2, coefficient=4),
+    "smoke": dict(_DEEPSN_PAPER, width=22, depth=2),
+    "small": dict(_DEEPSN_PAPER, width=26, depth=4),
     "paper": _DEEPSN_PAPER,
 }
 _FLOPS = (
