@@ -394,10 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{a.search}: target {a.scale * p0 / 1e6:.3f} M params, {a.scale * m0:.3f} GMACs "
               f"({a.scale:g} x paper)")
         for i, c in enumerate(search(a.search, a.scale, _parse_grid(a.grid), a.top), 1):
-            var = "" if c.worst_variant is None else f"  worst variant deviation {_pct(c.worst_variant)}" + (
+            var = "" if c.worst_variant is None else f"  worst variant deviation {c.worst_variant:.0%}" + (
                 "" if c.worst_variant <= TOLERANCE else " (unfair)")
-            print(f"{i}. {c.point}  {c.params / 1e6:.3f} M  {c.gmacs:.3f} G  size error {_pct(math.exp(c.error) - 1)}"
-                  f"{var}")
+            print(f"{i}. {c.point}  {c.params / 1e6:.3f} M ({_pct(c.params / (a.scale * p0) - 1)})  "
+                  f"{c.gmacs:.3f} G ({_pct(c.gmacs / (a.scale * m0) - 1)}){var}")
         return 0
 
     lines, ok = ratio_table(a.presets, cached_paper=not a.recount)
