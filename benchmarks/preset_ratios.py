@@ -13,11 +13,11 @@ Scaling rule behind the presets: a comparison's ratios stay put when every model
 times those of its paper preset (error = the larger of the two |log(size / target)|, plus 0.03 per knob other than
 width and depth that differs from the paper preset, so the paper's internal proportions win ties), then checks the
 family's variants (the comparisons inside the family) at the best candidates. The current presets are at
-s ~ 0.022 (smoke) and s ~ 0.08 (small).
+s ~ 0.022 (smoke) and s ~ 0.074 (small): search every family at the same s.
 
     PYTHONPATH=. .venv/bin/python benchmarks/preset_ratios.py                  # ratio table, smoke and small
     PYTHONPATH=. .venv/bin/python benchmarks/preset_ratios.py --markdown       # the table in docs/baselines.md
-    PYTHONPATH=. .venv/bin/python benchmarks/preset_ratios.py --search deepsn --scale 0.08 --grid depth=4,5,6
+    PYTHONPATH=. .venv/bin/python benchmarks/preset_ratios.py --search deepsn --scale 0.074 --grid depth=4,5,6
     PYTHONPATH=. .venv/bin/python benchmarks/preset_ratios.py --time smoke --batch 4   # training step, 1 thread
 
 Adding a comparison (e.g. a new baseline against InterIR) is one line in :data:`COMPARISONS`; adding a searchable
