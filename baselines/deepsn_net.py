@@ -17,7 +17,8 @@ for this project; the frame itself (pixel-unshuffle, Eq. 11 init, stages, global
 The Table 4 ladder is one family, :func:`build_deepsn`, with three switches (see
 ``docs/baselines.md``): ``conv`` (plain / explainable 3x3 convs inside every BasicBlock),
 ``image_update`` (``"subtraction"`` = Eq. 28 / ``"resm"`` = InterIR's RESM, Eq. 12) and
-``pq_multiplier`` (``"deepsn"`` / ``"interir"`` = InterIR's DMUM, Eq. 13, and MUM, Eq. 14).
+``pq_multiplier`` (``"deepsn"`` / ``"interir"`` = InterIR's DMUM, Eq. 13, and MUM, Eq. 14). ``deepsn_all`` turns
+all three on (the harness's control between ``deepsn_net`` and ``interir``).
 
 The official code builds ``depth`` (15) ``Image_update`` modules but its last call reuses
 ``image_update_list[depth - 2]``, so the 15th is never used. Here all ``depth`` image updates are
@@ -294,9 +295,11 @@ def build_deepsn(
 
 
 _DEEPSN_PAPER = dict(width=48, depth=15, down=4, ratio_spatial=2, ratio_freq=4, coefficient=16)
+# smoke and small: the paper's block proportions at a smaller width and depth, sized so that every comparison with
+# InterIR and FDTANet keeps its paper parameter and MAC ratios within 25 % (benchmarks/preset_ratios.py).
 _DEEPSN_PRESETS = {
-    "smoke": dict(width=8, depth=2, down=4, ratio_spatial=1, ratio_freq=1, coefficient=2),
-    "small": dict(width=24, depth=6, down=4, ratio_spatial=2, ratio_freq=2, coefficient=4),
+    "smoke": dict(_DEEPSN_PAPER, width=22, depth=2),
+    "small": dict(_DEEPSN_PAPER, width=26, depth=4),
     "paper": _DEEPSN_PAPER,
 }
 _COMMON_DEVIATIONS = (
@@ -375,5 +378,32 @@ def deepsn_resm(**kwargs) -> UnfoldingNet:
     presets=_DEEPSN_PRESETS,
 )
 def deepsn_dmum(**kwargs) -> UnfoldingNet:
+    kwargs.setdefault("pq_multiplier", "interir")
+    return build_deepsn(**kwargs)
+
+
+# deepsn_all is not in the paper (its card has no paper rows): the report adds it to Table 4 as a harness row
+# (pipelines/reporting/specs.py), the control that splits interir - deepsn_net into the three modules
+# (deepsn_all - deepsn_net) and the rest of the InterIR architecture (interir - deepsn_all: EPBlock vs BasicBlock,
+# 1/8 vs 1/4 grid, width, depth).
+
+
+@register_model(
+    _card(
+        "deepsn_all",
+        "DeepSN-Net with all three InterIR modules (explainable conv, RESM, DMUM/MUM) and nothing else changed "
+        "(Table 4 harness control)",
+        (),
+        (
+            "Not in the paper: the three ladder switches together at DeepSN-Net's presets (conv='xconv', "
+            "image_update='resm', pq_multiplier='interir'); operator (BasicBlock), 1/4 grid, width and depth stay "
+            "DeepSN-Net's.",
+        ),
+    ),
+    presets=_DEEPSN_PRESETS,
+)
+def deepsn_all(**kwargs) -> UnfoldingNet:
+    kwargs.setdefault("conv", "xconv")
+    kwargs.setdefault("image_update", "resm")
     kwargs.setdefault("pq_multiplier", "interir")
     return build_deepsn(**kwargs)

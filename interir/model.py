@@ -65,19 +65,28 @@ class Convs(nn.Module):
         return self.body(x)
 
 
+# Activations of the weight networks. "sigmoid" (weights in (0, 1)) is the default everywhere; "tanh" (weights in
+# (-1, 1)) is the signed alternative for the RESM (``resm_weights``), see :class:`RESM`.
+WEIGHT_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}
+
+
 class WeightNet(nn.Module):
-    """The weight-learning network of Eqs. 12-13 / Suppl. Eq. 31: sigmoid weights for k inputs.
+    """The weight-learning network of Eqs. 12-13 / Suppl. Eq. 31: weights for k inputs.
 
     ``mode="pixel"``: 1x1 conv on the concatenated inputs (one weight per pixel and channel);
     ``mode="channel"``: the same 1x1 conv on their global average (one weight per channel and
-    sample, SE-style; needs no per-pixel MACs). Returns the k weight maps.
+    sample, SE-style; needs no per-pixel MACs). ``activation``: ``"sigmoid"`` (weights in (0, 1),
+    the default) or ``"tanh"`` (signed weights in (-1, 1)). Returns the k weight maps.
     """
 
-    def __init__(self, channels: int, n_inputs: int, mode: str = "channel") -> None:
+    def __init__(self, channels: int, n_inputs: int, mode: str = "channel", activation: str = "sigmoid") -> None:
         super().__init__()
         if mode not in ("pixel", "channel"):
             raise ValueError(f"unknown weight_net mode {mode!r} (pixel | channel)")
+        if activation not in WEIGHT_ACTIVATIONS:
+            raise ValueError(f"unknown weight activation {activation!r} ({' | '.join(WEIGHT_ACTIVATIONS)})")
         self.mode = mode
+        self.activation = activation
         self.n = n_inputs
         self.conv = nn.Conv2d(channels * n_inputs, channels * n_inputs, 1)
 
@@ -85,7 +94,7 @@ class WeightNet(nn.Module):
         cat = torch.cat(xs, dim=1)
         if self.mode == "channel":
             cat = F.adaptive_avg_pool2d(cat, 1)
-        return torch.sigmoid(self.conv(cat)).chunk(self.n, dim=1)
+        return WEIGHT_ACTIVATIONS[self.activation](self.conv(cat)).chunk(self.n, dim=1)
 
 
 class AuxModule(nn.Module):
@@ -115,17 +124,27 @@ class RESM(nn.Module):
     ``form="subtraction"`` (DeepSN-Net, Suppl. Eq. 28): G = h_x - h_y + f;
     v = P1^T P1 G P2 P2^T + E4(E3(G) * (1 - sd)); I <- I - alpha * v, alpha learnable (init 0.01).
     P/Q products run in float32 (:func:`kron_apply`).
+
+    ``weights`` (additive form only): the WeightNet's activation. ``"sigmoid"`` (default, the paper's "weighting
+    parameters" read as gates) gives w in (0, 1), so G cannot contain the difference h_x - h_y that Eq. 28 computes
+    (the gradient of 1/2 ||P1 I P2 - D_s||^2): the step's linear term P1^T P1 G P2 P2^T takes G as it is, and only
+    indirect routes remain (the learned E4(E3(G)) branch; after the first DMUM, a sign carried by the learned P1 or
+    P2, which flips h_y and leaves h_x unchanged; the first stage's P1, P2 of Eq. 11 carry none). ``"tanh"`` gives
+    signed weights in (-1, 1) that form w1 h_x - |w2| h_y directly as well as the additive mix; zero-centred, they
+    start near 0 instead of near 1/2 (the conv's bias can learn any offset) and add no parameters.
+    DMUM's weights stay sigmoids in either case: they scale the two inputs of E_P / E_Q, whose learned layers can
+    flip any channel's sign, so a signed weight adds nothing there.
     """
 
     def __init__(self, channels: int, op: OpFactory, form: str = "additive", weight_net: str = "channel",
-                 expand: int = 16, step_init: float = 0.01) -> None:
+                 expand: int = 16, step_init: float = 0.01, weights: str = "sigmoid") -> None:
         super().__init__()
         if form not in ("additive", "subtraction"):
             raise ValueError(f"unknown resm_form {form!r} (additive | subtraction)")
         self.form = form
         self.aux = AuxModule(channels, op, expand, with_derivative=True)
         self.e1, self.e2, self.e3, self.e4 = (op(channels) for _ in range(4))
-        self.weights = WeightNet(channels, 3, weight_net) if form == "additive" else None
+        self.weights = WeightNet(channels, 3, weight_net, activation=weights) if form == "additive" else None
         self.alpha = nn.Parameter(torch.tensor(float(step_init)))
 
     def forward(self, x: torch.Tensor, z: torch.Tensor, m: torch.Tensor, P: torch.Tensor, Q: torch.Tensor):
@@ -187,26 +206,43 @@ class MUM(nn.Module):
         return m + self.op(x) - au
 
 
-class InterIR(UnfoldingNet):
-    """InterIR (Fig. 2): pixel-unshuffle, init (Eq. 11), ``depth`` IPBlocks (Eqs. 12-14), global residual.
+# How "the N in Figure 2 is 16" is read (``ipblocks_reading``): the number of stages N counts the final RESM-only
+# block (N - 1 full IPBlocks + the final RESM; the default, 26.9 M parameters at the paper preset), or N counts the
+# full IPBlocks only (N IPBlocks + the final RESM = N + 1 stages; 28.6 M).
+IPBLOCKS_READINGS = ("n_includes_final_resm", "n_ipblocks")
 
-    ``conv``: the depthwise 3x3 inside every EPBlock, ``"xconv"`` (Eqs. 15-20), ``"plain"``, a
+
+class InterIR(UnfoldingNet):
+    """InterIR (Fig. 2): pixel-unshuffle, init (Eq. 11), ``depth`` = N IPBlocks (Eqs. 12-14), global residual.
+
+    ``conv``: the depthwise 3x3 inside every EPBlock, ``"xconv"`` (Eqs. 15-20), ``"plain"``
     or a callable ``(channels) -> nn.Module``.
     ``resm_form``: ``"additive"`` (InterIR) or ``"subtraction"`` (DeepSN-Net's Eq. 28).
     ``weight_net``: ``"channel"`` or ``"pixel"`` weights in RESM/DMUM (see :class:`WeightNet`).
+    ``ipblocks_reading``: how ``depth`` (the paper's N) maps to stages. ``"n_includes_final_resm"`` (default):
+    ``depth`` stages, the last one RESM only (N - 1 IPBlocks + the final RESM, as DeepSN-Net counts its stages);
+    ``"n_ipblocks"``: ``depth`` full IPBlocks + the final RESM (``depth + 1`` stages).
+    ``resm_weights``: ``"sigmoid"`` (default) or ``"tanh"`` (signed) weights in the RESM's WeightNet only (see
+    :class:`RESM`); DMUM keeps sigmoid weights.
     """
 
     def __init__(self, width: int = 88, depth: int = 16, down: int = 8, conv: str | ConvFactory = "xconv",
                  resm_form: str = "additive", weight_net: str = "channel", convs_expand: int = 16,
-                 dw_expand: int = 2, ffn_expand: int = 2, in_channels: int = 3) -> None:
+                 dw_expand: int = 2, ffn_expand: int = 2, in_channels: int = 3,
+                 ipblocks_reading: str = "n_includes_final_resm", resm_weights: str = "sigmoid") -> None:
+        if ipblocks_reading not in IPBLOCKS_READINGS:
+            raise ValueError(f"unknown ipblocks_reading {ipblocks_reading!r} ({' | '.join(IPBLOCKS_READINGS)})")
+        if resm_weights not in WEIGHT_ACTIVATIONS:
+            raise ValueError(f"unknown resm_weights {resm_weights!r} ({' | '.join(WEIGHT_ACTIVATIONS)})")
         dw = resolve_conv(conv)
         op = functools.partial(EPBlock, dw_conv=dw, dw_expand=dw_expand, ffn_expand=ffn_expand)
         super().__init__(
             width=width,
-            depth=depth,
+            depth=depth + 1 if ipblocks_reading == "n_ipblocks" else depth,
             down=down,
             op=op,
-            make_image_update=functools.partial(RESM, form=resm_form, weight_net=weight_net, expand=convs_expand),
+            make_image_update=functools.partial(RESM, form=resm_form, weight_net=weight_net, expand=convs_expand,
+                                                weights=resm_weights),
             make_pq_update=functools.partial(DMUM, weight_net=weight_net),
             make_multiplier_update=functools.partial(MUM, expand=convs_expand),
             in_channels=in_channels,
@@ -239,14 +275,51 @@ CARD = ModelCard(
     stride=8,
 )
 
+# smoke and small keep every comparison's parameter and MAC ratios within 25 % of the paper presets' ratios
+# (benchmarks/preset_ratios.py, docs/baselines.md "Fair presets"): each family is scaled by about the same factor
+# (smoke ~0.022, small ~0.074 of its paper size). convs_expand 32 (paper 16) keeps ARConv's width-independent
+# overhead per depthwise channel near its paper share of the model (Table 7: +36 % parameters); with 16, width alone
+# would need 40-48 at smoke (docs/baselines.md, "Fair presets").
 PRESETS = {
     "paper": {"width": 88, "depth": 16, "down": 8, "convs_expand": 16},
-    "small": {"width": 32, "depth": 6, "down": 8, "convs_expand": 4},
-    "smoke": {"width": 16, "depth": 2, "down": 8, "convs_expand": 2},
+    "small": {"width": 40, "depth": 4, "down": 8, "convs_expand": 32},
+    "smoke": {"width": 32, "depth": 2, "down": 8, "convs_expand": 32},
 }
 
 
 @register_model(CARD, presets=PRESETS)
 def interir(**kwargs) -> InterIR:
     """Registry factory: ``create_model("interir", preset, **overrides)``."""
+    return InterIR(**kwargs)
+
+
+# Sensitivity variants: the other reading of one open detail each, everything else as ``interir`` (same presets).
+# Their cards carry no paper numbers (the paper reports neither reading separately).
+def _variant_card(name: str, summary: str, deviation: str) -> ModelCard:
+    return ModelCard(name=name, summary=summary, deviations=CARD.deviations + (deviation,),
+                     batch_independent=CARD.batch_independent, stride=CARD.stride)
+
+
+@register_model(
+    _variant_card(
+        "interir_ipb16",
+        "InterIR with N = 16 full IPBlocks + the final RESM (17 stages; sensitivity variant of the N reading)",
+        "ipblocks_reading='n_ipblocks': 'the N in Figure 2 is 16' read as 16 IPBlocks before the final RESM "
+        "(28.6 M parameters at the paper preset instead of 26.9 M)",
+    ),
+    presets={name: {**args, "ipblocks_reading": "n_ipblocks"} for name, args in PRESETS.items()},
+)
+def interir_ipb16(**kwargs) -> InterIR:
+    return InterIR(**kwargs)
+
+
+@register_model(
+    _variant_card(
+        "interir_signed",
+        "InterIR with signed (tanh) RESM weights, able to form h_x - h_y (sensitivity variant of the weight sign)",
+        "resm_weights='tanh': the RESM's weight net gives signed weights in (-1, 1) (DMUM keeps sigmoids)",
+    ),
+    presets={name: {**args, "resm_weights": "tanh"} for name, args in PRESETS.items()},
+)
+def interir_signed(**kwargs) -> InterIR:
     return InterIR(**kwargs)

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from baselines.conv_alternatives import ARConv2d, como_dw3x3
 from baselines.deepsn_net import BasicBlock, SubtractionImageUpdate, build_deepsn
-from interir.registry import create_model, get_card, list_models
+from interir.registry import create_model, get_card, list_models, model_args
 
 torch.set_num_threads(1)
 
@@ -21,7 +21,7 @@ OFFICIAL = {
     "fdtanet": {"params": 34.10e6, "params_tol": 0.02, "macs": 26.0e9, "macs_tol": 0.02},
 }
 EXPECTED_NAMES = {
-    "deepsn_net", "deepsn_xconv", "deepsn_resm", "deepsn_dmum", "fdtanet", "fdtanet_xconv",
+    "deepsn_net", "deepsn_xconv", "deepsn_resm", "deepsn_dmum", "deepsn_all", "fdtanet", "fdtanet_xconv",
     "interir_como", "interir_arconv",
 }
 
@@ -118,6 +118,25 @@ def test_ladder_changes_only_its_modules(variant, changed):
     differing = {_group(k) for k in set(base) ^ set(other)}
     differing |= {_group(k) for k in set(base) & set(other) if base[k].shape != other[k].shape}
     assert differing == changed
+
+
+def test_deepsn_all_is_the_three_switches_and_nothing_else():
+    """deepsn_all = DeepSN-Net with conv, image_update and pq_multiplier switched, at DeepSN-Net's presets."""
+    torch.manual_seed(0)
+    ours = create_model("deepsn_all", "smoke")
+    torch.manual_seed(0)
+    ref = build_deepsn(**{**model_args("deepsn_net", "smoke"), "conv": "xconv", "image_update": "resm",
+                          "pq_multiplier": "interir"})
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    x = torch.rand(1, 3, 32, 32)
+    ours.eval()
+    ref.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x))
+    base = create_model("deepsn_net", "smoke").state_dict()
+    other = ours.state_dict()
+    outside = {k for k in set(base) | set(other) if not k.startswith("stages.")}
+    assert all(base[k].shape == other[k].shape for k in outside)  # down, init, up: unchanged
 
 
 def test_xconv_switch_swaps_every_basicblock_conv():

@@ -91,8 +91,10 @@ def test_per_image_csv_and_metrics_json(setup: dict[str, Path]) -> None:
 @pytest.mark.parametrize("model_name", ["interir", "deepsn_net", "nafnet"])
 def test_batched_threaded_evaluation_equals_one_by_one(tmp_path: Path, model_name: str) -> None:
     """Chunks of 3 pairs (sizes mixed, so some chunks hold two sizes) restored and scored by two worker
-    threads give the rows of the plain one-image loop: same order, metrics to 1e-4; and exactly the
-    rows of one worker with the same chunks (the chunks, not the threads, decide the numbers)."""
+    threads give the rows of the plain one-image loop: same order, metrics to 1e-3 (a batched forward pass may
+    differ from a single one in the last float bit, which can flip a pixel's 8-bit level: a few 1e-4 dB on these
+    small images); and exactly the rows of one worker with the same chunks (the chunks, not the threads, decide
+    the numbers)."""
     from interir.registry import create_model, get_card
     from pipelines.engine.evaluation import evaluate_pairs
     from tests.conftest import make_tiny_mdir
@@ -112,7 +114,7 @@ def test_batched_threaded_evaluation_equals_one_by_one(tmp_path: Path, model_nam
     assert [r["image"] for r in many] == [r["image"] for r in one] == [p.name for p in pairs]
     for a, b in zip(one, many):
         for k in ("psnr", "ssim", "psnr_y", "ssim_y"):
-            assert b[k] == pytest.approx(a[k], abs=1e-4), (a["image"], k)
+            assert b[k] == pytest.approx(a[k], abs=1e-3), (a["image"], k)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "runtime_s"} for r in rows]  # noqa: E731
     assert strip(many) == strip(same_chunks)
     assert s1.keys() == s3.keys() == s3_one.keys()

@@ -191,3 +191,58 @@ def test_paper_preset_mac_band():
     res = macs_flopcounter(model, x)
     gmacs = (res["macs"] + res["fft"]) / 1e9
     assert 22 * 0.85 <= gmacs <= 22 * 1.15
+
+
+# ----------------------------------------------------------------------------- readings the paper leaves open
+PAPER_PARAMS = 26_909_949  # the `interir` paper preset before the switches existed (docs/interir.md)
+
+
+def _meta(name: str, preset: str = "paper", **kw) -> InterIR:
+    with torch.device("meta"):
+        return create_model(name, preset, **kw)
+
+
+def _n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_defaults_unchanged_at_paper_preset():
+    model = _meta("interir")
+    assert _n_params(model) == PAPER_PARAMS
+    assert len(model.stages) == 16 and sum(s.pq_update is not None for s in model.stages) == 15
+    assert all(isinstance(s.image_update.weights, nn.Module) and s.image_update.weights.activation == "sigmoid"
+               for s in model.stages)
+
+
+def test_ipblocks_reading_adds_one_ipblock():
+    default, other = _meta("interir"), _meta("interir_ipb16")
+    assert len(other.stages) == 17 and sum(s.pq_update is not None for s in other.stages) == 16
+    assert other.stages[-1].pq_update is None and other.stages[-1].multiplier_update is None
+    assert _n_params(other) == 28_635_199
+    # exactly one full IPBlock more
+    assert _n_params(other) - PAPER_PARAMS == sum(p.numel() for p in default.stages[0].parameters())
+    # the switch on the plain model gives the registered variant; depth keeps meaning the paper's N
+    smoke = _smoke(ipblocks_reading="n_ipblocks")
+    assert len(smoke.stages) == len(_smoke().stages) + 1
+    with pytest.raises(ValueError):
+        _smoke(ipblocks_reading="n")
+
+
+def test_signed_resm_weights_can_be_negative_and_dmum_keeps_sigmoids():
+    model = _meta("interir_signed")
+    assert _n_params(model) == PAPER_PARAMS  # the activation has no parameters
+    assert all(s.image_update.weights.activation == "tanh" for s in model.stages)
+    assert all(w.activation == "sigmoid" for s in model.stages if s.pq_update is not None
+               for w in (s.pq_update.wp, s.pq_update.wq))
+    c = 8
+    torch.manual_seed(0)
+    signed = RESM(c, lambda ch: EPBlock(ch), weights="tanh")
+    gated = RESM(c, lambda ch: EPBlock(ch))
+    gated.load_state_dict(signed.state_dict())
+    xs = torch.randn(3, 4, c, 6, 5).unbind(0)
+    ws, wg = torch.cat(signed.weights(*xs)), torch.cat(gated.weights(*xs))
+    assert (ws < 0).any() and (ws.abs() < 1).all()
+    assert (wg > 0).all() and (wg < 1).all()
+    torch.testing.assert_close(ws, torch.tanh(torch.logit(wg)), atol=1e-5, rtol=1e-4)  # same logits, other squashing
+    with pytest.raises(ValueError):
+        _smoke(resm_weights="relu")
