@@ -36,7 +36,7 @@ from functools import partial
 import torch
 import torch.nn as nn
 
-from interir.registry import ModelCard, register_model
+from interir.registry import ModelCard, Recipe, register_model
 from interir.unfolding import OpFactory, UnfoldingNet, kron_adjoint, kron_apply, no_autocast, normalize_matrix
 
 # A factory for the 3x3 convolutions inside BasicBlock: (in_channels, out_channels) -> module.
@@ -313,6 +313,19 @@ _COMMON_DEVIATIONS = (
 )
 
 
+# The official training recipe (pandazcx/DeepSN-Net @ 0b75731: Derain/config.yml, Derain/Runner.py, Loss/loss.py),
+# for train.recipe: original. The repository has derain, denoise and deblur configurations; derain (synthetic
+# streaks, like MDIR's) is taken. Every ladder variant keeps it: the ladder changes one module, not the training.
+RECIPE = Recipe(
+    source="pandazcx/DeepSN-Net@0b75731 Derain/config.yml, Derain/Runner.py, Loss/loss.py",
+    optimizer="adamw", lr=1e-3, lr_min=1e-5, betas=(0.9, 0.95), weight_decay=1e-4, schedule="linear",
+    loss="charbonnier_fft", fft_weight=0.01, grad_clip=0.01, batch=64, patch=256, iters=350_000,
+    notes="MIX3 loss = Charbonnier (eps 1e-3) + 0.01 * FFT-L1; LinearLR from 1e-3 to 1e-5 over all iterations; "
+          "clip_grad_norm 0.01; 2000 epochs of Rain11200 at batch 64 (about 350 k iterations); the official runs "
+          "use SyncBatchNorm across GPUs (here: BatchNorm per process)",
+)
+
+
 def _card(name: str, summary: str, paper_rows: tuple[tuple[str, str], ...], extra: tuple[str, ...] = ()) -> ModelCard:
     return ModelCard(
         name=name,
@@ -321,6 +334,7 @@ def _card(name: str, summary: str, paper_rows: tuple[tuple[str, str], ...], extr
         deviations=_COMMON_DEVIATIONS + extra,
         batch_independent=True,
         stride=4,
+        recipe=RECIPE,
     )
 
 

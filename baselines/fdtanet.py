@@ -234,6 +234,10 @@ _DEVIATIONS = (
 )
 
 
+NO_RECIPE = ("Tombs98/FDTANet publishes the model file only (no training code or configuration): with "
+             "train.recipe: original it trains with the shared recipe")
+
+
 @register_model(
     ModelCard(
         name="fdtanet",
@@ -243,6 +247,7 @@ _DEVIATIONS = (
         batch_independent=True,
         eval_batch=1,  # full-resolution U-Net: batching measured slower on the CPU
         stride=1,
+        recipe_note=NO_RECIPE,
     ),
     presets=_PRESETS,
 )
@@ -259,6 +264,7 @@ def fdtanet(**kwargs) -> FDTANet:
         batch_independent=True,
         eval_batch=1,  # full-resolution U-Net: batching measured slower on the CPU
         stride=1,
+        recipe_note=NO_RECIPE,
     ),
     presets=_PRESETS,
 )

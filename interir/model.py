@@ -273,6 +273,8 @@ CARD = ModelCard(
     ),
     batch_independent=True,
     stride=8,
+    recipe_note="InterIR's code and training configuration are unpublished: the shared recipe is the reconstruction "
+                "(params.yaml train.*; docs/engine.md)",
 )
 
 # smoke and small keep every comparison's parameter and MAC ratios within 25 % of the paper presets' ratios
@@ -297,7 +299,7 @@ def interir(**kwargs) -> InterIR:
 # Their cards carry no paper numbers (the paper reports neither reading separately).
 def _variant_card(name: str, summary: str, deviation: str) -> ModelCard:
     return ModelCard(name=name, summary=summary, deviations=CARD.deviations + (deviation,),
-                     batch_independent=CARD.batch_independent, stride=CARD.stride)
+                     batch_independent=CARD.batch_independent, stride=CARD.stride, recipe_note=CARD.recipe_note)
 
 
 @register_model(
@@ -322,4 +324,18 @@ def interir_ipb16(**kwargs) -> InterIR:
     presets={name: {**args, "resm_weights": "tanh"} for name, args in PRESETS.items()},
 )
 def interir_signed(**kwargs) -> InterIR:
+    return InterIR(**kwargs)
+
+
+@register_model(
+    _variant_card(
+        "interir_xtau",
+        "InterIR whose explainable convs send the threshold's surrogate gradient to the threshold only "
+        "(sensitivity variant of the gradient reading)",
+        "conv='xconv_tau': the straight-through surrogate of the mask reaches tau only, as CoMo's threshold update "
+        "does (default: it also reaches the features)",
+    ),
+    presets={name: {**args, "conv": "xconv_tau"} for name, args in PRESETS.items()},
+)
+def interir_xtau(**kwargs) -> InterIR:
     return InterIR(**kwargs)

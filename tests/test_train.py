@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from pipelines import cli
 from pipelines.common.config import load_params
@@ -317,3 +318,34 @@ def test_worker_prefetch_gives_the_same_batches(tiny_mdir: Path) -> None:
     for (a, b), (c, d) in zip(inline, workers):
         assert torch.equal(a, c) and torch.equal(b, d)
     assert np.isfinite(inline[0][0].numpy()).all()
+
+
+def test_original_recipes_come_from_the_cards(tiny_mdir: Path, tmp_path: Path) -> None:
+    """train.recipe: original gives each baseline its published recipe (DeepSN-Net's AdamW, linear decay,
+    Charbonnier+FFT loss, clip 0.01), the paper profile's budget from the card only at the paper profile, and
+    the shared recipe to a model whose recipe is unpublished (FDTANet); a run trains with it."""
+    import dataclasses
+
+    from interir.registry import get_card
+    from pipelines.engine.loop import effective_train
+
+    shared = load_params(REPO / "params.yaml", "smoke").train
+    original = dataclasses.replace(shared, recipe="original", budgets=())
+    deepsn = effective_train(original, "deepsn_xconv", "smoke")
+    r = get_card("deepsn_net").recipe
+    assert (deepsn.optimizer, deepsn.lr, deepsn.weight_decay, deepsn.schedule, deepsn.loss, deepsn.grad_clip) == \
+        ("adamw", r.lr, r.weight_decay, "linear", "charbonnier_fft", 0.01)
+    assert (deepsn.batch, deepsn.iters) == (shared.batch, shared.iters)  # equal budgets on the CPU profiles
+    paper = effective_train(dataclasses.replace(load_params(REPO / "params.yaml", "paper").train,
+                                                recipe="original"), "deepsn_net", "paper")
+    assert (paper.batch, paper.patch, paper.iters) == (r.batch, r.patch, r.iters)
+    assert effective_train(original, "fdtanet", "smoke") == original and get_card("fdtanet").recipe_note
+    assert effective_train(shared, "deepsn_net", "smoke") == shared
+    params = write_params(tmp_path / "params.yaml", **{**LOOP, "iters": 3, "budgets": []})
+    raw = yaml.safe_load(params.read_text())
+    raw["train"]["recipe"] = "original"  # a common key (every profile)
+    params.write_text(yaml.safe_dump(raw))
+    assert cli.main(["train", "deepsn_net", "--params", str(params), "--data", str(tiny_mdir), "--out",
+                     str(tmp_path / "out"), "--ckpt-dir", str(tmp_path / "ck"), "--no-mlflow"]) == 0
+    ck = ckpt_io.load(tmp_path / "out" / "deepsn_net-s0" / "model.pt")
+    assert ck["config"]["train"]["optimizer"] == "adamw" and ck["scheduler"]["kind"] == "linear"
