@@ -16,7 +16,7 @@ export MPLBACKEND := Agg
 # Sleep, don't spin, in idle OpenMP threads: a busy CPU otherwise slows torch 10-30x.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: install repro test test-all lint bench ui clean
+.PHONY: install repro small-run test test-all lint bench ui clean
 
 # Reinstall when the dependency list or the lock changes. constraints.txt pins every
 # package (pip freeze of a working install); the machine's own pip config may add caps.
@@ -47,6 +47,12 @@ bench: install
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_xconv.py
+
+# The decisive CPU run (docs/small-run/README.md): its params, the parallel pipeline, its results into git.
+small-run: install
+	cp docs/small-run/params.yaml params.yaml
+	@start=$$(date +%s); PATH="$(BIN):$$PATH" $(BIN)/interir-bench repro && \
+	PATH="$(BIN):$$PATH" $(BIN)/interir-bench export-run docs/small-run --wall-s $$(( $$(date +%s) - start ))
 
 ui: install
 	$(BIN)/interir-bench ui

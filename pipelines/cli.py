@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "restore": ("pipelines.commands.restore", "restore your own images with a trained checkpoint"),
     "ui": ("pipelines.commands.ui", "start the MLflow UI on 127.0.0.1"),
     "repro": ("pipelines.commands.repro", "dvc repro with independent stages run side by side (make repro)"),
+    "export-run": ("pipelines.commands.export_run", "copy a finished run's tables, ledger and provenance into git"),
     "plots": ("pipelines.commands.plots", "dvc plots show|diff with the Vega libraries inline (renders offline)"),
 }
 

@@ -556,3 +556,5 @@ def test_trend_and_power_rules() -> None:
     assert need["units_now"] == 12 and need["unit_sd"] == pytest.approx(0.5) and not need["decidable_now"]
     assert need["units_needed_at_these_seeds"] == pytest.approx((0.5 * trajectories.Z_DECIDE / 0.1) ** 2, abs=1.5)
     assert f"{need['units_needed_at_these_seeds']} source photos" in trajectories.power_text(need)
+    assert pd.isna(need["seeds_needed_at_these_units"])  # one seed, no seed spread: seeds cannot help
+    # (a row from a DataFrame carries NaN, not None, where a count is undefined: the text still reads)

@@ -27,7 +27,7 @@ import random
 import subprocess
 import sys
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from pipelines.common import paths
@@ -98,7 +98,7 @@ def run(jobs: int, params_path: Path, log_dir: Path = LOG_DIR, echo=lambda m: pr
         done_count = 0
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 if fut.exception() is not None:
                     for other in pending:

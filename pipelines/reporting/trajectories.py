@@ -134,8 +134,8 @@ def power_text(row: pd.Series) -> str:
     if row["decidable_now"]:
         return (f"the design resolves the paper's {row['paper_effect']:+.2f} dB (SE {row['se_now']:.2f}); "
                 "what remains open is the models, not the statistics")
-    units = row["units_needed_at_these_seeds"]
-    seeds = row["seeds_needed_at_these_units"]
+    units, seeds = (v if v is not None and pd.notna(v) else None
+                    for v in (row["units_needed_at_these_seeds"], row["seeds_needed_at_these_units"]))
     parts = [f"{int(units)} source photos at {row['seeds_now']} seed(s)" if units else
              f"more seeds: the seed spread alone ({row['seed_sd']:.2f} dB) exceeds the effect's budget"]
     if seeds:
