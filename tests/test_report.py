@@ -558,3 +558,14 @@ def test_trend_and_power_rules() -> None:
     assert f"{need['units_needed_at_these_seeds']} source photos" in trajectories.power_text(need)
     assert pd.isna(need["seeds_needed_at_these_units"])  # one seed, no seed spread: seeds cannot help
     # (a row from a DataFrame carries NaN, not None, where a count is undefined: the text still reads)
+
+
+def test_level_figure_takes_any_number_of_models() -> None:
+    """Eleven models and the input (the smoke pipeline's) each get their own colour."""
+    from pipelines.reporting import figures
+
+    rows = [{"model": f"m{i}", "set": "MDIR", "combination": "haze+rain+noise", "image": f"i{j}", "haze": 60 + j,
+             "rain": 50 + j, "noise": j, "psnr": 20 + i + j / 10} for i in range(12) for j in range(4)]
+    fig = figures.fig_levels(pd.DataFrame(rows))
+    assert fig is not None
+    assert figures.render(fig, "levels").data[:4] == b"\x89PNG"

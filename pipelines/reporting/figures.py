@@ -113,7 +113,8 @@ def fig_levels(per_image: pd.DataFrame) -> Any:
     if mdir.empty:
         return None
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), sharey=True)
-    palette = dict(zip(sorted(mdir["model"].unique()), sns.color_palette("tab10")))
+    models = sorted(mdir["model"].unique())
+    palette = dict(zip(models, sns.color_palette("tab10" if len(models) <= 10 else "tab20", len(models))))
     for ax, deg in zip(axes, ("haze", "rain", "noise")):
         sel = mdir[mdir["combination"].str.contains(deg, regex=False) & (mdir[deg] > 0)]
         if sel.empty:
