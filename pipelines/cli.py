@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ui": ("pipelines.commands.ui", "start the MLflow UI on 127.0.0.1"),
     "repro": ("pipelines.commands.repro", "dvc repro with independent stages run side by side (make repro)"),
     "plots": ("pipelines.commands.plots", "dvc plots show|diff with the Vega libraries inline (renders offline)"),
+    "cluster": ("pipelines.commands.cluster", "submit the train/evaluate chains as SLURM jobs; gather the results"),
 }
 
 

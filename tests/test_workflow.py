@@ -32,12 +32,14 @@ def _env() -> dict[str, str]:
 def sh(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
     return proc
 
 
-def make_project(root: Path) -> Path:
-    """The project's tracked files in a new git repository, with params cut down to one small model."""
+def make_project(root: Path, models: tuple[str, ...] = ("nafnet",)) -> Path:
+    """The project's tracked files in a new git repository, with params cut down to small models (one by
+    default) trained for a few steps."""
     files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for rel in files:
         if rel.startswith(("results/", "docs/small-run/")) or rel == "dvc.lock":
@@ -45,7 +47,7 @@ def make_project(root: Path) -> Path:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, root / rel)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params.update(profile="smoke", models=["nafnet"], seeds=[0])
+    params.update(profile="smoke", models=list(models), seeds=[0])
     params["data"]["root"] = ""
     params["train"]["smoke"].update(iters=6, log_every=3, ckpt_every=3, warmup_iters=2)
     params["synthesize"]["smoke"].update(max_train_sources=3, max_test_sources=2, train_pairs_per_source=2)
