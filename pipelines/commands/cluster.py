@@ -198,7 +198,7 @@ def make_executor(kind: str, folder: Path, res: Resources, spec: JobSpec, root: 
     """A submitit executor with this job's resources; ``after`` = the SLURM job id it must wait for."""
     ex = submitit.AutoExecutor(folder=folder / "%j", cluster=kind, **{f"{kind}_max_num_timeout": res.requeues})
     gpus = res.gpus if spec.trains else 0
-    params: dict[str, Any] = {"name": f"interir-{spec.name}", "timeout_min": res.time_min, "nodes": 1,
+    params: dict[str, Any] = {"name": f"ib-{spec.name}", "timeout_min": res.time_min, "nodes": 1,
                               "tasks_per_node": 1, "cpus_per_task": res.cpus}
     if gpus:
         params["gpus_per_node"] = gpus
