@@ -239,8 +239,10 @@ def submit(params: Params, res: Resources, kind: str = "slurm", push: bool = Tru
         run_env = {**job_env, NPROC_ENV: str(res.nproc)} if spec.trains and res.nproc > 1 else job_env
         log = folder / "dvc-logs" / f"{spec.name}.log"
         log.unlink(missing_ok=True)
-        if synth is not None and spec.after_synthesize and kind != "slurm":
+        if synth is not None and spec.after_synthesize and kind != "slurm" and synth.state != "COMPLETED":
             _wait_for(synth, kind)  # submitit's local executor has no dependencies: let synthesize finish
+            if synth.state != "COMPLETED":
+                raise UserError(describe_failure(synth))
         after = str(synth.job.job_id) if synth is not None and spec.after_synthesize and kind == "slurm" else None
         ex = make_executor(kind, folder, res, spec, root, after)
         job = ex.submit(StageJob(str(root), spec.targets, run_env, push, str(log)))
@@ -414,7 +416,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--local-store", action="store_true",
                    help="allow the checkout's SQLite MLflow store instead of a tracking server (one node)")
     s.add_argument("--executor", choices=("slurm", "local"), default="slurm",
-                   help="slurm (default), or submitit's local processes (no SLURM; for trying the flow)")
+                   help="slurm (default), or submitit's local processes (no SLURM; for trying the flow; waits)")
     s.add_argument("--params", default=str(paths.PARAMS))
     g = sub.add_parser("gather", help="dvc pull, then the report (trains nothing), then dvc push")
     g.add_argument("--no-pull", action="store_true")
@@ -437,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f", partition {res.partition}" if res.partition else ""), flush=True)
     jobs = submit(params, res, a.executor, push=not a.no_push, allow_local_store=a.local_store)
     record = JOBS_DIR / RECORD
-    if not a.wait:
+    if not a.wait and a.executor == "slurm":  # local jobs are this process's children: always waited for
         print(f"cluster: submitted; job logs and {record} under {JOBS_DIR}/. When they are done: "
               "interir-bench cluster gather", flush=True)
         return 0
