@@ -5,8 +5,9 @@ The slow test starts munged, slurmctld and slurmd (Debian's ``slurm-wlm``, insta
 missing) in a temporary folder, bound to 127.0.0.1 on free ports, and an MLflow tracking server; submits the
 smoke matrix of a miniature project (nafnet and interir, a few steps) as SLURM jobs that push to a
 local-folder DVC remote; gathers the results in another clone; and compares the tables and metrics with a
-one-machine ``dvc repro`` of the same project. Every daemon is stopped by its pid at the end, also on failure.
-``make test-all`` runs it (about 5 min on 2 shared cores).
+one-machine ``dvc repro`` of the same project. A second submission trains with two torchrun processes per
+job. Every daemon is stopped by its pid at the end, also on failure. ``make test-all`` runs it (about 6 min
+on 2 shared cores).
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def test_jobs_need_a_tracking_server_and_a_remote(tmp_path: Path, monkeypatch: p
     with pytest.raises(UserError, match="no dvc.yaml"):
         cluster.submit(load_params(REPO / "params.yaml"), cluster.Resources("", 1, 0, 0, 5, 0, 1), "local")
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    with pytest.raises(UserError, match="not divisible by 3"):
+        cluster.submit(load_params(REPO / "params.yaml"), cluster.Resources("", 1, 0, 0, 5, 0, 3), "local")
     with pytest.raises(UserError, match="default DVC remote"):
         cluster.submit(load_params(REPO / "params.yaml"), cluster.Resources("", 1, 0, 0, 5, 0, 1), "local",
                        allow_local_store=True)
@@ -267,6 +270,19 @@ def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
                                          filter_string="tags.role = 'reproduced'")
         out["artifacts"] = {r.info.run_id: {a.path for a in mlflow.MlflowClient().list_artifacts(r.info.run_id)}
                             for r in out["runs"]}
+        # Two training processes per job (torchrun inside the SLURM job, gloo on the CPU): nafnet alone, in a
+        # clone of the first commit with its own SQLite store, nothing pushed.
+        ddp = tmp / "ddp-checkout"
+        _run(tmp, env, "git", "clone", "-q", str(origin), str(ddp))
+        _run(ddp, env, "git", "checkout", "-q", "HEAD~1")
+        import yaml
+
+        raw = yaml.safe_load((ddp / "params.yaml").read_text())
+        raw["models"] = ["nafnet"]
+        (ddp / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        _run(ddp, env, sys.executable, "-m", "pipelines.cli", "cluster", "submit", "--wait", "--nproc-per-job", "2",
+             "--cpus-per-job", "2", "--time", "20", "--no-push", "--local-store")
+        out["ddp"] = ddp
     print(f"\none machine (dvc repro): {out['one_machine_s']:.0f} s; cluster submit --wait: {out['submit_s']:.0f} s; "
           f"gather in a clone: {out['gather_s']:.0f} s\n{out['submit_out']}")
     return out
@@ -296,6 +312,19 @@ def test_runs_reached_the_tracking_server(cluster_run: dict) -> None:
         assert r.info.status == "FINISHED"
         assert "train/loss" in r.data.metrics and "MDIR/psnr" in r.data.metrics  # train and evaluate, one run
         assert "checkpoint" in cluster_run["artifacts"][r.info.run_id]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_job_trains_under_torchrun(cluster_run: dict) -> None:
+    """--nproc-per-job 2: the job sets INTERIR_NPROC_PER_NODE and the train stage DVC starts runs under torchrun."""
+    from pipelines.engine import checkpoint as ckpt_io
+
+    ddp = cluster_run["ddp"]
+    assert ckpt_io.load(ddp / "results/train/nafnet-s0/model.pt")["world_size"] == 2
+    log = (ddp / cluster.JOBS_DIR / "dvc-logs" / "nafnet-0.log").read_text()
+    assert "INTERIR_NPROC_PER_NODE=2: -m torch.distributed.run --standalone --nproc_per_node 2" in log
+    assert json.loads((ddp / "results/eval/nafnet-s0/metrics.json").read_text())["MDIR"]["n"] > 0
 
 
 @pytest.mark.slow

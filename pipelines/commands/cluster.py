@@ -218,6 +218,8 @@ def submit(params: Params, res: Resources, kind: str = "slurm", push: bool = Tru
            echo: Callable[[str], None] = lambda m: print(m, flush=True)) -> list[Submitted]:
     """Check the set-up, create the MLflow experiment once, submit every job; returns them."""
     root = _check_checkout()
+    if params.train.batch % res.nproc:
+        raise UserError(f"train batch {params.train.batch} (global) is not divisible by {res.nproc} training processes")
     if kind == "slurm" and shutil.which("sbatch") is None:
         raise UserError("sbatch is not on PATH: run on a SLURM login node (or --executor local for local processes)")
     uri = tracking_uri_for_jobs(allow_local_store)
