@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "repro": ("pipelines.commands.repro", "dvc repro with independent stages run side by side (make repro)"),
     "export-run": ("pipelines.commands.export_run", "copy a finished run's tables, ledger and provenance into git"),
     "plots": ("pipelines.commands.plots", "dvc plots show|diff with the Vega libraries inline (renders offline)"),
+    "cluster": ("pipelines.commands.cluster", "submit the train/evaluate chains as SLURM jobs; gather the results"),
 }
 
 

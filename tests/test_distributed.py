@@ -67,6 +67,40 @@ def test_two_processes_equal_one_with_the_same_global_batch(ddp_run: dict, tmp_p
     assert s2["final_loss"] == pytest.approx(s1["final_loss"], rel=1e-5)  # logged loss is the global mean
 
 
+def test_the_stage_command_relaunches_itself_under_torchrun(ddp_run: dict, tmp_path: Path) -> None:
+    """``INTERIR_NPROC_PER_NODE=2`` + the stage's own command (what dvc.yaml runs, what a 2-GPU cluster job
+    runs): the same 2-process run as an explicit torchrun."""
+    args = _train_args(tmp_path, ddp_run["params"], ddp_run["data"])[1:]
+    cmd = [sys.executable, "-m", "pipelines.stages.train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "INTERIR_NPROC_PER_NODE": "2"}
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "INTERIR_NPROC_PER_NODE=2: -m torch.distributed.run --standalone --nproc_per_node 2" in res.stderr
+    assert ckpt_io.load(tmp_path / "out" / "nafnet-s0" / "model.pt")["world_size"] == 2
+    one, two = _weights(tmp_path), _weights(ddp_run["root"])
+    assert all(torch.equal(one[k], two[k]) for k in one)
+
+
+def test_nproc_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.common.env import UserError
+    from pipelines.engine import distributed
+
+    for key in ("LOCAL_RANK", "TORCHELASTIC_RUN_ID", distributed.NPROC_ENV):
+        monkeypatch.delenv(key, raising=False)
+    assert distributed.torchrun_nproc() == 1
+    assert distributed.relaunch_under_torchrun("pipelines.stages.train", ["nafnet"]) is None
+    monkeypatch.setenv(distributed.NPROC_ENV, "4")
+    assert distributed.torchrun_nproc() == 4
+    assert distributed.torchrun_command("m", ["a", "--seed", "1"], 4)[1:] == [
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4", "-m", "m", "a", "--seed", "1"]
+    monkeypatch.setenv("LOCAL_RANK", "0")  # inside torchrun: never again
+    assert distributed.torchrun_nproc() == 1
+    monkeypatch.delenv("LOCAL_RANK")
+    monkeypatch.setenv(distributed.NPROC_ENV, "two")
+    with pytest.raises(UserError, match="INTERIR_NPROC_PER_NODE"):
+        distributed.torchrun_nproc()
+
+
 def test_rank_zero_alone_reports(ddp_run: dict) -> None:
     assert ddp_run["stdout"].count("trained nafnet") == 1
     ck = ckpt_io.load(ddp_run["root"] / "ck" / "nafnet-s0" / "last.pt")

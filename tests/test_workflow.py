@@ -20,7 +20,9 @@ from tests.conftest import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 BIN = Path(sys.executable).parent
-# Commands run as `python -m pipelines.cli` in the project's folder: its own code, not the installed checkout's.
+# `python -m pipelines.cli` in the mini project runs the project's own code (its folder comes first on sys.path);
+# the environment's `interir-bench` script would import the checkout the environment was installed from.
+CLI = (sys.executable, "-m", "pipelines.cli")
 
 
 def _env() -> dict[str, str]:
@@ -38,8 +40,9 @@ def sh(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def make_project(root: Path) -> Path:
-    """The project's tracked files in a new git repository, with params cut down to one small model."""
+def make_project(root: Path, models: tuple[str, ...] = ("nafnet",)) -> Path:
+    """The project's tracked files in a new git repository, with params cut down to small models (one by
+    default) trained for a few steps."""
     files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for rel in files:
         if rel.startswith(("results/", "docs/small-run/")) or rel == "dvc.lock":
@@ -47,7 +50,7 @@ def make_project(root: Path) -> Path:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, root / rel)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params.update(profile="smoke", models=["nafnet"], seeds=[0])
+    params.update(profile="smoke", models=list(models), seeds=[0])
     params["data"]["root"] = ""
     params["train"]["smoke"].update(iters=6, log_every=3, ckpt_every=3, warmup_iters=2, budgets=[3])
     params["synthesize"]["smoke"].update(max_train_sources=3, max_test_sources=2, train_pairs_per_source=2)
@@ -62,7 +65,7 @@ def make_project(root: Path) -> Path:
 def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The mini project reproduced with ``interir-bench repro`` (two jobs), results committed and pushed."""
     root = make_project(tmp_path_factory.mktemp("workflow") / "origin")
-    out = sh(root, str(BIN / "python"), "-m", "pipelines.cli", "repro", "--jobs", "2")
+    out = sh(root, *CLI, "repro", "--jobs", "2")
     assert "done in" in out.stdout
     sh(root, "dvc", "remote", "add", "-d", "local", str(root.parent / "remote"))
     sh(root, "git", "add", "-A")
@@ -93,15 +96,15 @@ def test_a_clone_pulls_the_results_and_reproduces_nothing(reproduced: Path) -> N
     assert "Running stage" not in repro, repro
     assert (clone / "reports/tables/table1_mdir.csv").read_bytes() == \
         (reproduced / "reports/tables/table1_mdir.csv").read_bytes()
-    sh(clone, str(BIN / "python"), "-m", "pipelines.cli", "report")  # the page from the pulled results
+    sh(clone, *CLI, "report")  # the page from the pulled results, without training
     assert (clone / "reports/index.html").is_file()
 
 
 def test_plots_render_offline(reproduced: Path) -> None:
-    out = reproduced.parent / "plots_out"
-    sh(reproduced, str(BIN / "python"), "-m", "pipelines.cli", "plots", "show", "-o", str(out))
+    out = reproduced.parent / "plots_out"  # outside the project: its git status stays clean
+    sh(reproduced, *CLI, "plots", "show", "-o", str(out))
     page = (out / "index.html").read_text()
-    assert "vegaEmbed" in page and "results_train_nafnet-s0_curve_csv" in page
+    assert "vegaEmbed" in page and "results_train_nafnet-s0_curve_csv" in page  # the plot element named by its file
     assert "results_eval_nafnet-s0_by_combination_csv" in page
     scripts = [s for s in page.split("<script") if "src=" in s.split(">")[0]]
     assert all("http" not in s.split(">")[0] or "vega" in s for s in scripts)  # CDN tags may stay, unused

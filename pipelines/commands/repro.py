@@ -15,7 +15,8 @@ Each job runs its stages with ``train.threads`` / ``evaluate.threads`` intra-op 
 float sums, hence the results, do not depend on the machine); ``JOBS`` defaults to cores // threads
 (the measured rule: docs/engine.md, "Using the whole machine"). The start-up window in which two DVC
 processes both want the repository lock (``Unable to acquire lock``, treeverse/dvc#10465) is handled by
-retrying that DVC call after a short random wait. The MLflow store is created once before the jobs start
+retrying that DVC call after a short random wait (:mod:`pipelines.common.dvcrun`, shared with ``interir-bench
+cluster``, which sends the same chains to SLURM). The MLflow store is created once before the jobs start
 (two processes creating a SQLite store at once race on its schema).
 """
 
@@ -23,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
-import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -32,45 +31,15 @@ from pathlib import Path
 
 from pipelines.common import paths
 from pipelines.common.config import load_params
+from pipelines.common.dvcrun import build_page, chains, dvc
 from pipelines.common.env import UserError
 
-LOCK_MESSAGE = "Unable to acquire lock"
 LOG_DIR = Path(".dvc/tmp/repro-logs")
 
 
 def default_jobs(threads: int) -> int:
     """Jobs that fit the machine: one per ``threads`` cores (at least one)."""
     return max(1, (os.cpu_count() or 1) // max(1, threads))
-
-
-def dvc(args: list[str], log: Path, tries: int = 30) -> None:
-    """Run ``dvc ARGS``, its output appended to ``log``; retry while another DVC process holds the lock."""
-    for attempt in range(tries):
-        with log.open("a") as fh:
-            fh.write(f"$ dvc {' '.join(args)}\n")
-            fh.flush()
-            start = fh.tell()
-            proc = subprocess.run(["dvc", *args], stdout=fh, stderr=subprocess.STDOUT, check=False)
-        if proc.returncode == 0:
-            return
-        with log.open(errors="replace") as fh:
-            fh.seek(start)
-            output = fh.read()
-        if LOCK_MESSAGE not in output:
-            raise UserError(f"dvc {' '.join(args)} failed (exit {proc.returncode}); log: {log}\n{_last_lines(output)}")
-        time.sleep(0.5 + random.random() * min(5.0, 0.5 * (attempt + 1)))
-    raise UserError(f"dvc {' '.join(args)}: the repository lock stayed busy after {tries} tries; log: {log}")
-
-
-def _last_lines(text: str, n: int = 8) -> str:
-    return "\n".join(text.strip().splitlines()[-n:])
-
-
-def chains(models: list[str], seeds: list[int]) -> list[list[str]]:
-    """The independent DVC targets: one train -> evaluate chain per (model, seed), ``score_inputs`` and
-    ``profile``."""
-    out = [[f"train@{m}-{s}", f"evaluate@{m}-{s}"] for m in models for s in seeds]
-    return [*out, ["score_inputs"], ["profile"]]
 
 
 def run(jobs: int, params_path: Path, log_dir: Path = LOG_DIR, echo=lambda m: print(m, flush=True)) -> float:
@@ -107,8 +76,7 @@ def run(jobs: int, params_path: Path, log_dir: Path = LOG_DIR, echo=lambda m: pr
                 done_count += 1
                 echo(f"  [{done_count}/{len(todo)}] {fut.result()}")
     dvc(["repro"], log_dir / "final.log")
-    if not (paths.REPORT_DIR / "index.html").is_file():  # DVC pulled the report's outputs: build the page
-        subprocess.run([sys.executable, "-m", "pipelines.stages.report", "--params", str(params_path)], check=True)
+    build_page(params_path)
     return time.perf_counter() - t0
 
 

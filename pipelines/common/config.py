@@ -134,6 +134,27 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Default SLURM resources of ``interir-bench cluster submit`` (its flags override them). No stage reads
+    this section, so editing it reruns nothing."""
+
+    partition: str  # "" = the cluster's default partition
+    cpus_per_job: int
+    gpus_per_job: int  # 0 = CPU jobs; G >= 2 trains under torchrun with G processes (one per GPU)
+    mem_gb: int  # 0 = the cluster's default
+    time_min: int  # wall-time limit of one job; a training job that reaches it is requeued and resumes
+    requeues: int  # how many times a job that ran out of time is requeued (submitit's max_num_timeout)
+
+    def __post_init__(self) -> None:
+        for key in ("cpus_per_job", "time_min"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"params key cluster.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("gpus_per_job", "mem_gb", "requeues"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"params key cluster.{key} must be >= 0, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
 class Params:
     profile: str
     models: tuple[str, ...]
@@ -144,6 +165,7 @@ class Params:
     evaluate: EvaluateConfig
     profiling: ProfilingConfig
     report: ReportConfig
+    cluster: ClusterConfig
 
     @property
     def preset(self) -> str:
@@ -162,6 +184,7 @@ _SECTIONS = {
     "evaluate": EvaluateConfig,
     "profiling": ProfilingConfig,
     "report": ReportConfig,
+    "cluster": ClusterConfig,
 }
 
 

@@ -1,7 +1,9 @@
 """DVC stage ``train@<model>-<seed>``: train one registered model (resumable, tracked in MLflow).
 
 ``python -m pipelines.stages.train MODEL --seed S`` (what ``dvc.yaml`` runs) or ``interir-bench train``.
-The loop: :mod:`pipelines.engine.loop`. Data parallel: ``torchrun --nproc_per_node N -m pipelines.stages.train``.
+The loop: :mod:`pipelines.engine.loop`. Data parallel: ``torchrun --nproc_per_node N -m pipelines.stages.train``,
+or the stage's own command with ``INTERIR_NPROC_PER_NODE=N`` set (it then starts itself under torchrun: what a
+multi-GPU cluster job does, :mod:`pipelines.engine.distributed`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(argv)
+    from pipelines.engine.distributed import relaunch_under_torchrun
+
+    status = relaunch_under_torchrun("pipelines.stages.train", argv)
+    if status is not None:
+        return status
     params = load_params(a.params, a.profile)
     from interir.registry import list_models
 
