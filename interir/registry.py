@@ -24,6 +24,8 @@ _MODEL_MODULES = (
     "baselines.deepsn_net",
     "baselines.fdtanet",
     "baselines.conv_alternatives",
+    "baselines.restormer",
+    "baselines.promptir",
 )
 
 
