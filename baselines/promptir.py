@@ -166,7 +166,7 @@ _PRESETS: dict[str, dict] = {
     "smoke": dict(dim=4, num_blocks=(1, 1, 2, 2), num_refinement_blocks=2, heads=(1, 2, 4, 8),
                   prompt_dims=(4, 8, 16), prompt_sizes=(16, 8, 4), prompt_len=5, prompt_heads=4),
     "small": dict(dim=12, num_blocks=(2, 2, 2, 4), num_refinement_blocks=2, heads=(1, 2, 4, 8),
-                  prompt_dims=(16, 32, 80), prompt_sizes=(32, 16, 8), prompt_len=5, prompt_heads=4),
+                  prompt_dims=(12, 24, 60), prompt_sizes=(16, 8, 4), prompt_len=5, prompt_heads=4),
     "paper": dict(dim=48, num_blocks=(4, 6, 6, 8), num_refinement_blocks=4, heads=(1, 2, 4, 8),
                   ffn_expansion_factor=2.66, bias=False, layer_norm="with_bias",
                   prompt_dims=(64, 128, 320), prompt_sizes=(64, 32, 16), prompt_len=5, prompt_heads=4),

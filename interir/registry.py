@@ -26,6 +26,7 @@ _MODEL_MODULES = (
     "baselines.conv_alternatives",
     "baselines.restormer",
     "baselines.promptir",
+    "baselines.airnet",
 )
 
 

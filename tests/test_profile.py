@@ -103,3 +103,31 @@ def test_stage_mode_writes_json(tmp_path, capsys):
         assert entry["paper"]["params"] > entry["smoke"]["params"]
         assert entry["paper"]["gmacs"] > entry["smoke"]["gmacs"] > 0
     assert 0.95 * 27e6 <= res["interir"]["paper"]["params"] <= 1.05 * 27e6
+
+
+class _Deform(nn.Module):
+    """A modulated deformable conv (torchvision), which neither fvcore nor FlopCounterMode counts by itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = nn.Conv2d(4, 27, 3, padding=1)
+        self.w = nn.Parameter(torch.randn(6, 4, 3, 3))
+
+    def forward(self, x):
+        from torchvision.ops import deform_conv2d
+
+        om = self.offset(x)
+        return deform_conv2d(x, om[:, :18], self.w, padding=1, mask=om[:, 18:].sigmoid())
+
+
+def test_deformable_conv_counted_by_both_counters():
+    x = torch.randn(1, 4, 12, 10)
+    m = _Deform()
+    fv = profile.macs_fvcore(m, x)
+    fc = profile.macs_flopcounter(m, x)
+    offset = 12 * 10 * 27 * 4 * 9
+    deform = 12 * 10 * 6 * 4 * 9 + 4 * 4 * 9 * 12 * 10  # dense conv + 4 MACs per bilinear sample
+    assert fv["by_operator"]["deform_conv"] == deform == fc["deform"]
+    assert fv["total"] == offset + deform == fc["macs"]
+    res = profile.profile_model("airnet", "smoke", size=64, fvcore=False, latency=False)
+    assert res["gmacs_deform"] > 0 and res["flopcounter_device"] == "meta"
