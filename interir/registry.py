@@ -27,6 +27,8 @@ _MODEL_MODULES = (
     "baselines.restormer",
     "baselines.promptir",
     "baselines.airnet",
+    "baselines.vlunet_sizing",
+    "baselines.perceiveir_sizing",
 )
 
 
