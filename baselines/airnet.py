@@ -261,6 +261,10 @@ def random_key_crop(x: torch.Tensor, generator: torch.Generator | None = None) -
 class AirNet(nn.Module):
     """CBDE + DGRN. ``forward(x)`` restores; ``training_losses`` gives the official training losses."""
 
+    # forward() leaves the query encoder's pooled branch and projection without gradients (only training_losses
+    # uses them): the harness's DDP wrapper reads this and sets find_unused_parameters.
+    ddp_find_unused_parameters = True
+
     def __init__(self, n_feats: int = 64, n_groups: int = 5, n_blocks: int = 5, kernel_size: int = 3,
                  encoder_width: int = 64, queue_size: int = 1280, momentum: float = 0.999,
                  temperature: float = 0.07, in_channels: int = 3) -> None:
@@ -273,8 +277,8 @@ class AirNet(nn.Module):
 
         In eval mode the encoder also computes the embedding, as the official test-time forward does
         (the restorer does not use it; its 7.5 G MACs at 256x256 are part of the official count). In
-        training mode that unused branch is skipped (its parameters would get no gradient, which DDP
-        rejects); the contrastive loss that trains it is :meth:`training_losses`.
+        training mode that unused branch is skipped: nothing would use it; the contrastive loss that trains
+        it is :meth:`training_losses` (hence :attr:`ddp_find_unused_parameters`).
         """
         if self.training:
             inter = self.encoder.query.pre(x)
@@ -354,7 +358,8 @@ _PRESETS: dict[str, dict] = {
             "Deformable conv: torchvision.ops.deform_conv2d with mask= instead of mmcv's modulated_deform_conv2d "
             "(same operation and offset layout).",
             "forward() in training mode skips the encoder's pooled embedding and projection (unused by the "
-            "restorer); the harness's L1 loop therefore trains only the degradation map path. The official "
+            "restorer); the harness's L1 loop therefore trains only the degradation map path (under DDP with "
+            "find_unused_parameters, set by the class attribute ddp_find_unused_parameters). The official "
             "contrastive objective and its two phases are training_losses(x, y, x_key, phase) for a loop that "
             "calls it.",
             "MoCo queue: the enqueue wraps around, so any batch size works (the official asserts that the queue "

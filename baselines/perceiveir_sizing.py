@@ -154,6 +154,18 @@ class ResidueExtractor(nn.Module):
         return F.relu(x + self.conv(self.blocks(x)))
 
 
+CAPTION_TOKENS = 15  # length of the stand-in caption (BLIP captions are about this long)
+
+
+def caption_tokens(context: int = 77, vocab: int = 49408, n: int = CAPTION_TOKENS) -> torch.Tensor:
+    """A fixed stand-in caption, (1, context) token ids: start token, ``n`` tokens, end token (CLIP's last two ids),
+    zero padding; the end token sits at position ``n + 1``."""
+    tokens = torch.zeros(1, context, dtype=torch.long)
+    tokens[0, 1 : n + 1] = torch.arange(1, n + 1) % max(vocab - 2, 1)
+    tokens[0, 0], tokens[0, n + 1] = vocab - 2, vocab - 1
+    return tokens
+
+
 def residue_channel(img: torch.Tensor) -> torch.Tensor:
     """max - min over the colour channels (B x 1 x H x W)."""
     return img.amax(dim=1, keepdim=True) - img.amin(dim=1, keepdim=True)
@@ -163,24 +175,22 @@ class CyclicPrompt(nn.Module):
     """The test-time Perceive-IR network: CLIP towers (frozen) + the two-pass prompted Restormer (module docstring).
 
     ``clip``: a :mod:`baselines.clip_towers` configuration name. The caption is a fixed token sequence (start
-    token, ``caption_tokens`` tokens, end token); inputs are reflect-padded to a multiple of 8 and cropped back.
+    token, ``caption_length`` tokens, end token: :func:`caption_tokens`); inputs are reflect-padded to a multiple
+    of 8 and cropped back.
     """
 
     def __init__(self, dim: int = 48, num_blocks: Sequence[int] = (4, 6, 6, 8), num_refinement_blocks: int = 4,
                  heads: Sequence[int] = (1, 2, 4, 8), ffn_expansion_factor: float = 2.66, num_vector: int = 8,
-                 iter_times: int = 2, clip: str = "vit_b_32", caption_tokens: int = 15) -> None:
+                 iter_times: int = 2, clip: str = "vit_b_32", caption_length: int = CAPTION_TOKENS) -> None:
         super().__init__()
         ex, c = ffn_expansion_factor, [dim, 2 * dim, 4 * dim, 8 * dim]
         self.iter_times = iter_times
         self.vision = freeze(VisionTower(**VISION[clip]))
         self.text = freeze(TextTower(**TEXT[clip]))
         embed = VISION[clip]["embed_dim"]
-        context, vocab = TEXT[clip]["context"], TEXT[clip]["vocab"]
-        tokens = torch.zeros(1, context, dtype=torch.long)
-        tokens[0, : caption_tokens + 2] = torch.arange(caption_tokens + 2) % max(vocab - 2, 1)
-        tokens[0, 0], tokens[0, caption_tokens + 1] = vocab - 2, vocab - 1  # start / end of text (CLIP's last ids)
-        self.register_buffer("caption", tokens, persistent=False)
-        self.eot = caption_tokens + 1
+        self.register_buffer("caption", caption_tokens(TEXT[clip]["context"], TEXT[clip]["vocab"], caption_length),
+                             persistent=False)
+        self.eot = caption_length + 1
         self.learnable_vector = nn.Parameter(0.02 * torch.randn(num_vector, embed))
         self.deg_aware = nn.Sequential(nn.Linear(embed, embed // 16), nn.LayerNorm(embed // 16), nn.ReLU(),
                                        nn.Linear(embed // 16, embed))
@@ -242,13 +252,14 @@ class CyclicPrompt(nn.Module):
         return torch.stack(outs).mean(dim=0)[..., :h, :w]
 
 
-# The paper rows this model fills (moved into the card's `paper_rows` when that field lands).
-PAPER_ROWS = (("table1", "Perceive-IR"), ("table8", "Perceive-IR"))
+# The paper rows this model fills (moved into the card's `paper_rows` when that field lands): Table 8 (resources)
+# only; its Table 1 row ("table1", "Perceive-IR") stays paper-only, as a sizing model has no restoration results.
+PAPER_ROWS = (("table8", "Perceive-IR"),)
 
 _PRESETS: dict[str, dict] = {
     # smoke/small exist for the registry and the generic tests only; sizing uses the paper preset
-    "smoke": dict(dim=8, num_blocks=(2, 2, 2, 1), num_refinement_blocks=1, clip="tiny", caption_tokens=4),
-    "small": dict(dim=16, num_blocks=(2, 2, 2, 2), num_refinement_blocks=1, clip="tiny", caption_tokens=4),
+    "smoke": dict(dim=8, num_blocks=(2, 2, 2, 1), num_refinement_blocks=1, clip="tiny", caption_length=4),
+    "small": dict(dim=16, num_blocks=(2, 2, 2, 2), num_refinement_blocks=1, clip="tiny", caption_length=4),
     "paper": dict(dim=48, num_blocks=(4, 6, 6, 8), num_refinement_blocks=4, heads=(1, 2, 4, 8),
                   ffn_expansion_factor=2.66, num_vector=8, iter_times=2, clip="vit_b_32"),
 }

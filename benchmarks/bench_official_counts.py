@@ -7,8 +7,14 @@ The official model files are imported at run time from a scratch checkout OUTSID
 
 expects, under ``<root>``, one checkout per official repository, named as the repository:
 ``DeepSN-Net`` (``pandazcx/DeepSN-Net``), ``FDTANet`` (``Tombs98/FDTANet``), ``Restormer``
-(``swz30/Restormer``), ``PromptIR`` (``va1shn9v/PromptIR``) and ``2022-CVPR-AirNet``
-(``XLearning-SCU/2022-CVPR-AirNet``); a missing one is reported and skipped. Counting convention (the
+(``swz30/Restormer``), ``PromptIR`` (``va1shn9v/PromptIR``), ``2022-CVPR-AirNet``
+(``XLearning-SCU/2022-CVPR-AirNet``), ``VLU-Net`` (``xianggkl/VLU-Net``) and ``Perceive-IR``
+(``House-yuyu/Perceive-IR``); a missing one is reported and skipped.
+
+The two sizing-only models are compared in part: VLU-Net's restorer (``VLUNet``, called with a fixed degradation
+vector; CLIP and its adapter left out), and Perceive-IR's whole stage-2 network with *our* random-weight CLIP
+ViT-B/32 towers (:mod:`baselines.clip_towers`) given to the official ``cyclicPrompt`` as its ``model_clip`` (the
+``clip`` package and its weights are not available), so its CLIP part is ours on both sides. Counting convention (the
 issue's): parameters = sum of ``numel`` over ``parameters()``; MACs = ``torch.utils.flop_counter.FlopCounterMode``
 flops / 2 for one 1x3x256x256 forward pass on the ``meta`` device (convs, linear layers and real/complex
 matmuls; FFTs, interpolation, elementwise ops and deformable convs are not counted). Deformable convs are
@@ -30,7 +36,8 @@ not installable here), which is replaced by a shim calling ``torchvision.ops.def
 (the same operation), so the output check covers everything but the deformable kernel itself. Every stub
 is listed in the output.
 
-Writes ``benchmarks/results/official_counts.json`` and ``benchmarks/results/official_counts.md``.
+Perceive-IR's official forward cannot run on the meta device (torchvision's ``Normalize`` checks values), so its
+MACs are counted on the CPU. Writes ``benchmarks/results/official_counts.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -66,10 +73,11 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, size: int = SIZE, call: Callable | None = None) -> tuple[float, float]:
-    """(FlopCounterMode flops / 2, analytic deformable-conv MACs) of one forward pass at 1x3xSIZExSIZE on meta."""
-    model = model.to("meta").eval()
-    x = torch.empty(1, 3, size, size, device="meta")
+def count_macs(model: nn.Module, size: int = SIZE, call: Callable | None = None, device: str = "meta"
+               ) -> tuple[float, float]:
+    """(FlopCounterMode flops / 2, analytic deformable-conv MACs) of one forward pass at 1x3xSIZExSIZE on ``device``."""
+    model = model.to(device).eval()
+    x = torch.rand(1, 3, size, size) if device == "cpu" else torch.empty(1, 3, size, size, device=device)
     counter, analytic = FlopCounterMode(display=False), AnalyticCounter()
     with counter, analytic, torch.no_grad():
         (call or type(model).__call__)(model, x)
@@ -197,6 +205,72 @@ def official_airnet(root: Path, stubs: _Stubs) -> nn.Module:
     return module.AirNet(types.SimpleNamespace(batch_size=5))
 
 
+def official_vlunet(root: Path, stubs: _Stubs) -> nn.Module:
+    module = _load_file(root / "VLU-Net" / "net" / "Final.py", "official_vlunet", [])
+    return module.VLUNet(7)  # train.py l.38: de_dim 7 (the default, seven tasks)
+
+
+def _vector(x: torch.Tensor) -> torch.Tensor:
+    """A fixed stand-in for VLU-Net's CLIP degradation vector (B x 512), on x's device (meta included)."""
+    return torch.linspace(-1, 1, 512, device=x.device).expand(x.shape[0], -1)
+
+
+def _vlunet_call(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x, _vector(x))
+
+
+class _ClipTowers(nn.Module):
+    """The ``model_clip`` interface the official Perceive-IR uses, on our random-weight ViT-B/32 towers."""
+
+    def __init__(self, eot: int) -> None:
+        super().__init__()
+        from baselines.clip_towers import TEXT, VISION, TextTower, VisionTower
+
+        self.vision, self.text, self.eot = VisionTower(**VISION["vit_b_32"]), TextTower(**TEXT["vit_b_32"]), eot
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vision(x)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.text(tokens, self.eot)  # the fixed caption's end token (argmax of the ids in CLIP)
+
+
+def official_perceiveir(root: Path, stubs: _Stubs) -> nn.Module:
+    from baselines.perceiveir_sizing import CAPTION_TOKENS
+
+    src = root / "Perceive-IR" / "src"
+    stubs.add("clip", _stub_module("clip"), force=True, why="OpenAI clip package: only its model is used, ours given")
+    stubs.add("basicsr", _stub_module("basicsr"), force=True, why="the repo's basicsr package (data, models: unused)")
+    stubs.add("basicsr.archs", _stub_module("basicsr.archs"), force=True, why="only restormer_arch is needed")
+    stubs.add("basicsr.archs.restormer_arch",
+              _load_file(src / "basicsr" / "archs" / "restormer_arch.py", "basicsr.archs.restormer_arch", []),
+              force=True, why="the repo's own restormer_arch.py, loaded alone")
+    module = _load_file(src / "basicsr" / "archs" / "stage2_arch.py", "official_perceiveir", [])
+    # options/test_5D.yml l.52-66: Restormer widths, num_vector 8, iter_times 2
+    return module.cyclicPrompt(model_clip=_ClipTowers(CAPTION_TOKENS + 1), num_vector=8, num_blocks=[4, 6, 6, 8],
+                               iter_times=2)
+
+
+def _perceiveir_caption() -> torch.Tensor:
+    from baselines.perceiveir_sizing import caption_tokens
+
+    return caption_tokens()  # the paper preset's stand-in caption
+
+
+def _perceiveir_call(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x, _perceiveir_caption().to(x.device))[0]  # (mean output, per-pass outputs)
+
+
+def _perceiveir_perturb(official: nn.Module) -> None:
+    """Non-zero CHIMB residual scales (zero at init), so the residue-prior path changes the second pass."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for mod in official.modules():
+            if type(mod).__name__ == "CHIMB":
+                mod.beta.copy_(torch.randn(mod.beta.shape, generator=g))
+                mod.gamma.copy_(torch.randn(mod.gamma.shape, generator=g))
+
+
 def _airnet_call(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x, x)  # the official test-time call: net(x_query=x, x_key=x)
 
@@ -306,6 +380,58 @@ AIRNET_RULES = [
 ]
 
 
+VLUNET_RULES = [
+    (r"^patch_embed\.proj\.", "embed."),
+    (r"^patch_embed_i\.proj\.", "embed_y."),
+    (r"^encoder_level([1-3])\.", lambda m: f"encoders.{int(m.group(1)) - 1}."),
+    (r"^down([1-3])_\d_i\.body\.", lambda m: f"downs_y.{int(m.group(1)) - 1}."),
+    (r"^down([1-3])_\d\.body\.", lambda m: f"downs.{int(m.group(1)) - 1}."),
+    (r"^up(4_3|3_2|2_1)(_i)?\.body\.",
+     lambda m: ("ups_y." if m.group(2) else "ups.") + {"4_3": "0.", "3_2": "1.", "2_1": "2."}[m.group(1)]),
+    (r"^reduce_chan_level3_img\.", "reduces_y.0."),
+    (r"^reduce_chan_level2_img\.", "reduces_y.1."),
+    (r"^reduce_chan_level3\.", "reduces.0."),
+    (r"^reduce_chan_level2\.", "reduces.1."),
+    (r"^decoder_level([1-3])\.", lambda m: f"decoders.{3 - int(m.group(1))}."),
+    (r"\.gradient_descent\.", ".gradient."),
+    (r"\.gradient\.phit\.", ".gradient.phi_t."),
+    (r"\.gradient\.linear\.", ".gradient.weights."),
+    (r"\.gradient\.prompt_param$", ".gradient.components"),
+    (r"\.phi\.qv_dwconv\.", ".phi.qv_dw."),
+    (r"\.phi\.k_dwconv\.", ".phi.k_dw."),
+    (r"\.phi(_t)?\.project_out\.", lambda m: f".phi{m.group(1) or ''}.proj."),
+    (r"\.phi_t\.qkv_dwconv\.", ".phi_t.qkv_dw."),
+    (r"\.denoiser\.blocks\.", ".denoiser."),
+    *_RESTORMER_BLOCK,
+]
+PERCEIVEIR_RULES = [
+    (r"^model_clip\.", ""),  # our towers on both sides: vision.*, text.*
+    (r"^(decoder_level[1-3])\.norm1\.", r"\1.norm_text."),
+    (r"^(decoder_level[1-3])\.norm2\.", r"\1.norm_img."),
+    (r"\.cross_att_text\.", ".cross_text."),
+    (r"\.cross_att_img\.", ".cross_img."),
+    (r"\.to_out\.0\.", ".to_out."),
+    (r"\.fuse_rcp\.conv_gama\.", ".modulation.gamma."),
+    (r"\.fuse_rcp\.conv_beta\.", ".modulation.beta."),
+    (r"\.fuse_rcp\.", ".modulation."),
+    (r"\.RestormerBlock\.", ".blocks."),
+    (r"^deg_aware\.linear1\.", "deg_aware.0."),
+    (r"^deg_aware\.layernorm\.", "deg_aware.1."),
+    (r"^deg_aware\.linear2\.", "deg_aware.3."),
+    (r"^hq_mlp\.linear1\.", "hq_mlp.0."),  # the official OrderedDict's repeated names leave 4 layers
+    (r"^hq_mlp\.layernorm\.", "hq_mlp.1."),
+    (r"^hq_mlp\.linear2\.", "hq_mlp.3."),
+    (r"^rcp_ch\.", "rcp_level1."),
+    (r"^rcp_down([12])\.body\.", r"rcp_down\1."),
+    (r"^rcp_extractor\.conv_init([12])\.conv\.", r"residue.init\1."),
+    (r"^rcp_extractor\.extra\.module_body\.2\.", "residue.conv."),
+    (r"^rcp_extractor\.extra\.module_body\.([01])\.", r"residue.blocks.\1."),
+    (r"\.sca1\.", ".lka."),
+    (r"\.sca2\.1\.", ".sca."),
+    *RESTORMER_RULES,
+]
+
+
 def translate(state: dict[str, torch.Tensor], rules) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in state.items():
@@ -321,6 +447,16 @@ def _deepsn_fixup(state: dict[str, torch.Tensor], ours: nn.Module) -> None:
     last, prev = len(ours.stages) - 1, len(ours.stages) - 2
     for key in [k for k in state if k.startswith(f"stages.{last}.image_update.")]:
         state[key] = state[key.replace(f"stages.{last}.", f"stages.{prev}.", 1)]
+
+
+def _components_fixup(state: dict[str, torch.Tensor], ours: nn.Module) -> None:
+    for key in [k for k in state if k.endswith(".components")]:
+        state[key] = state[key].squeeze(0)  # (1, N, C, S, S) -> (N, C, S, S)
+
+
+def _perceiveir_fixup(state: dict[str, torch.Tensor], ours: nn.Module) -> None:
+    for key in [k for k in state if re.search(r"^rcp_extractor\.conv_init[12]\.ins\.", k)]:
+        del state[key]  # InstanceNorm2d built by the official convd, never used by its forward; not built by ours
 
 
 def _promptir_fixup(state: dict[str, torch.Tensor], ours: nn.Module) -> None:
@@ -340,6 +476,10 @@ class Spec:
     perturb: Callable[[nn.Module], None] | None = None  # randomise parts of the official model before the check
     call: Callable | None = None  # how to call the official model on one input
     repo: str = ""
+    part: Callable[[nn.Module], nn.Module] | None = None  # the part of our registered model that is compared
+    ours_call: Callable | None = None  # how to call that part on one input
+    official_macs_device: str = "meta"
+    note: str = ""
 
 
 def output_difference(spec: Spec, official: nn.Module, ours: nn.Module) -> tuple[float, float]:
@@ -358,7 +498,7 @@ def output_difference(spec: Spec, official: nn.Module, ours: nn.Module) -> tuple
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         y = (spec.call or type(official).__call__)(official, x)
-        return float((y - ours(x)).abs().max()), float((y - x).abs().max())
+        return float((y - (spec.ours_call or type(ours).__call__)(ours, x)).abs().max()), float((y - x).abs().max())
 
 
 MODELS: dict[str, Spec] = {
@@ -370,6 +510,14 @@ MODELS: dict[str, Spec] = {
                      fixup=_promptir_fixup, repo="PromptIR"),
     "AirNet": Spec("airnet", official_airnet, AIRNET_RULES, perturb=_airnet_perturb, call=_airnet_call,
                    repo="2022-CVPR-AirNet"),
+    "VLU-Net": Spec("vlunet_sizing", official_vlunet, VLUNET_RULES, {"params_m": 35.0, "gmacs": 143.0},
+                    fixup=_components_fixup, call=_vlunet_call, repo="VLU-Net", part=lambda m: m.restorer,
+                    ours_call=_vlunet_call, note="restorer only (VLUNet(de_dim=7)); CLIP + adapter not compared"),
+    "Perceive-IR": Spec("perceiveir_sizing", official_perceiveir, PERCEIVEIR_RULES, {"params_m": 45.0, "gmacs": 144.0},
+                        fixup=_perceiveir_fixup, perturb=_perceiveir_perturb, call=_perceiveir_call,
+                        repo="Perceive-IR", official_macs_device="cpu",
+                        note="whole stage-2 network; both sides use our random-weight CLIP ViT-B/32 towers "
+                             "(151,277,312 params, 11.80 G MACs of the totals)"),
 }
 
 
@@ -389,18 +537,19 @@ def measure(root: Path, only: list[str] | None = None) -> dict:
             continue
         stubs = _Stubs()
         row: dict = {"ours": spec.ours, "paper": spec.paper, "official_repo": spec.repo,
-                     "official_commit": _commit(root / spec.repo)}
+                     "official_commit": _commit(root / spec.repo), "note": spec.note}
+        part = spec.part or (lambda m: m)
         try:
             torch.manual_seed(0)
             official = spec.build(root, stubs)
             row["official_params"] = count_params(official)
             torch.manual_seed(0)
-            ours_cpu = create_model(spec.ours, "paper")
+            ours_cpu = part(create_model(spec.ours, "paper"))
             diff, change = output_difference(spec, official, ours_cpu)
             row["max_abs_output_diff_same_weights"] = diff
             row["max_abs_official_output_minus_input"] = change
             del ours_cpu
-            macs, deform = count_macs(official, call=spec.call)
+            macs, deform = count_macs(official, call=spec.call, device=spec.official_macs_device)
             row["official_gmacs"], row["official_gmacs_deform"] = macs / 1e9, deform / 1e9
         except Exception as exc:  # report and go on with the other models
             row["official_error"] = f"{type(exc).__name__}: {exc}"
@@ -408,9 +557,9 @@ def measure(root: Path, only: list[str] | None = None) -> dict:
             stubs.undo()
             row["stubs"] = stubs.applied
         with torch.device("meta"):
-            ours = create_model(spec.ours, "paper")
+            ours = part(create_model(spec.ours, "paper"))
         row["ours_params"] = count_params(ours)
-        macs, deform = count_macs(ours)
+        macs, deform = count_macs(ours, call=spec.ours_call)
         row["ours_gmacs"], row["ours_gmacs_deform"] = macs / 1e9, deform / 1e9
         if "official_gmacs" in row:
             row["params_rel_diff"] = row["ours_params"] / row["official_params"] - 1
@@ -456,6 +605,9 @@ def to_markdown(result: dict) -> str:
             lines.append(f"- {label}: deformable convs, not counted above: official {official}, "
                          f"ours {r['ours_gmacs_deform']:.3f} G "
                          f"(total {r['ours_gmacs'] + r['ours_gmacs_deform']:.3f} G).")
+    for label, r in result["models"].items():
+        if r.get("note"):
+            lines.append(f"- {label}: compared: {r['note']}.")
     for label, r in result["models"].items():
         if r.get("official_commit"):
             lines.append(f"- {label}: official code `{r['official_repo']}` at {r['official_commit'][:7]}.")

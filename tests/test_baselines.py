@@ -67,6 +67,28 @@ def test_smoke_forward_backward(name):
         assert all(g is None or torch.isfinite(g).all() for g in grads)
 
 
+# Models whose forward leaves trainable parameters unused without declaring it (found by the test below; they
+# predate it): DDP training of these fails in pipelines.engine.loop until their classes set
+# ddp_find_unused_parameters = True (DeepSN-Net: the multiplier update's unused derivative head, as officially
+# built; ARConv: the kernels of the grid sizes not chosen).
+_UNDECLARED_UNUSED = {"deepsn_net", "deepsn_resm", "deepsn_xconv", "interir_arconv"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="unused parameters not declared (pre-existing)"))
+     if n in _UNDECLARED_UNUSED else n for n in list_models()],
+)
+def test_unused_parameters_are_declared_for_ddp(name):
+    """DDP (pipelines.engine.loop) fails on trainable parameters a training forward does not reach, unless the model
+    sets ``ddp_find_unused_parameters = True``."""
+    torch.manual_seed(0)
+    model = create_model(name, "smoke").train()
+    model(torch.rand(2, 3, 32, 32)).abs().mean().backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused or getattr(model, "ddp_find_unused_parameters", False), unused[:5]
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_smoke_batch_independence(name):
     if not get_card(name).batch_independent:

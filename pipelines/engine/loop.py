@@ -134,7 +134,10 @@ def setup(model_name: str, params: Params, seed: int, data_dir: Path, ckpt_dir: 
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # A model whose forward leaves trainable parameters unused (AirNet: its contrastive encoder head, trained
+        # only by its own training_losses) says so with this class attribute; DDP then looks for them every step.
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
+                  find_unused_parameters=bool(getattr(model, "ddp_find_unused_parameters", False)))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     return Run(model_name, params, seed, dist, device, model, net, opt, L1FFTLoss(cfg.fft_weight), args, key, dver,
                PatchSampler(pairs, cfg.patch, seed=seed), ckpt_dir / "last.pt", out_dir, memory_format,
