@@ -47,17 +47,42 @@ def conv3x3(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
 # ------------------------------------------------------------------------------------------ DGRN
 
 
+def deform_conv2d_sampled(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,
+                          padding: int) -> torch.Tensor:
+    """``torchvision.ops.deform_conv2d(x, offset, weight, padding=padding, mask=mask)`` (stride 1, no bias, one
+    offset group) written with ``F.grid_sample`` and an einsum: the k^2 taps are sampled bilinearly at
+    ``p + tap + (dy, dx)`` with zeros outside the image (torchvision's rule), scaled by the mask and contracted
+    with the kernel. Same values (to float rounding); its autograd backward is several times faster on the CPU
+    than torchvision's CPU kernel, at the cost of keeping the sampled columns (B C k^2 H W) for the backward.
+    """
+    b, c, h, w = x.shape
+    k = weight.shape[-1]
+    taps = torch.arange(k, dtype=x.dtype, device=x.device)
+    ty, tx = taps.repeat_interleave(k).view(1, k * k, 1, 1), taps.repeat(k).view(1, k * k, 1, 1)
+    py = torch.arange(h, dtype=x.dtype, device=x.device).view(1, 1, h, 1) - padding + ty + offset[:, 0::2]
+    px = torch.arange(w, dtype=x.dtype, device=x.device).view(1, 1, 1, w) - padding + tx + offset[:, 1::2]
+    grid = torch.stack((2 * px / max(w - 1, 1) - 1, 2 * py / max(h - 1, 1) - 1), dim=-1)  # (B, k^2, H, W, 2)
+    cols = F.grid_sample(x, grid.reshape(b, k * k * h, w, 2), mode="bilinear", padding_mode="zeros",
+                         align_corners=True)
+    cols = cols.reshape(b, c, k * k, h, w) * mask.unsqueeze(1)
+    return torch.einsum("bcthw,oct->bohw", cols, weight.reshape(weight.shape[0], c, k * k))
+
+
 class ModulatedDeformConv(nn.Module):
     """DCN v2 steered by the degradation map (AirNet's ``DCN_layer``): ``dcn(x; offsets, masks from cat(x, D))``.
 
     A k x k conv on ``cat(x, D)`` predicts 3 k^2 maps: 2 k^2 offsets (dy, dx per tap) and k^2 mask logits
     (sigmoid). The conv starts at zero, so the module starts as a plain conv with every tap scaled by 0.5.
     The kernel is initialised uniform in +-1/sqrt(C k^2) (the official ``reset_parameters``); no bias.
+    ``impl``: ``"torchvision"`` (``torchvision.ops.deform_conv2d``) or ``"grid_sample"``
+    (:func:`deform_conv2d_sampled`, the same operation, faster to train on the CPU).
     """
 
-    def __init__(self, channels: int, guide_channels: int, kernel_size: int = 3) -> None:
+    def __init__(self, channels: int, guide_channels: int, kernel_size: int = 3, impl: str = "torchvision") -> None:
         super().__init__()
-        self.k = kernel_size
+        if impl not in ("torchvision", "grid_sample"):
+            raise ValueError(f"impl must be 'torchvision' or 'grid_sample', got {impl!r}")
+        self.k, self.impl = kernel_size, impl
         self.weight = nn.Parameter(torch.empty(channels, channels, kernel_size, kernel_size))
         self.offset_mask = nn.Conv2d(channels + guide_channels, 3 * kernel_size**2, kernel_size,
                                      padding=kernel_size // 2)
@@ -69,8 +94,10 @@ class ModulatedDeformConv(nn.Module):
     def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         om = self.offset_mask(torch.cat((x, guide), dim=1))
         taps = self.k * self.k
-        return deform_conv2d(x, om[:, : 2 * taps], self.weight, padding=self.k // 2,
-                             mask=torch.sigmoid(om[:, 2 * taps :]))
+        offset, mask = om[:, : 2 * taps], torch.sigmoid(om[:, 2 * taps :])
+        if self.impl == "grid_sample":
+            return deform_conv2d_sampled(x, offset, self.weight, mask, self.k // 2)
+        return deform_conv2d(x, offset, self.weight, padding=self.k // 2, mask=mask)
 
 
 class SFT(nn.Module):
@@ -92,9 +119,9 @@ class SFT(nn.Module):
 class DGM(nn.Module):
     """Degradation-guided module: ``x + DCN(x, D) + SFT(x, D)``."""
 
-    def __init__(self, channels: int, guide_channels: int, kernel_size: int = 3) -> None:
+    def __init__(self, channels: int, guide_channels: int, kernel_size: int = 3, dcn: str = "torchvision") -> None:
         super().__init__()
-        self.dcn = ModulatedDeformConv(channels, guide_channels, kernel_size)
+        self.dcn = ModulatedDeformConv(channels, guide_channels, kernel_size, dcn)
         self.sft = SFT(channels, guide_channels)
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
@@ -104,11 +131,11 @@ class DGM(nn.Module):
 class DGB(nn.Module):
     """Degradation-guided block: DGM -> act -> 3x3 -> act -> DGM -> act -> 3x3, plus the input (act: LReLU 0.1)."""
 
-    def __init__(self, channels: int, guide_channels: int, kernel_size: int = 3) -> None:
+    def __init__(self, channels: int, guide_channels: int, kernel_size: int = 3, dcn: str = "torchvision") -> None:
         super().__init__()
-        self.dgm1 = DGM(channels, guide_channels, kernel_size)
+        self.dgm1 = DGM(channels, guide_channels, kernel_size, dcn)
         self.conv1 = conv3x3(channels, channels)
-        self.dgm2 = DGM(channels, guide_channels, kernel_size)
+        self.dgm2 = DGM(channels, guide_channels, kernel_size, dcn)
         self.conv2 = conv3x3(channels, channels)
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
@@ -119,9 +146,10 @@ class DGB(nn.Module):
 class DGG(nn.Module):
     """Degradation-guided group: ``n_blocks`` DGBs, a 3x3 conv, plus the input."""
 
-    def __init__(self, channels: int, guide_channels: int, n_blocks: int, kernel_size: int = 3) -> None:
+    def __init__(self, channels: int, guide_channels: int, n_blocks: int, kernel_size: int = 3,
+                 dcn: str = "torchvision") -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(DGB(channels, guide_channels, kernel_size) for _ in range(n_blocks))
+        self.blocks = nn.ModuleList(DGB(channels, guide_channels, kernel_size, dcn) for _ in range(n_blocks))
         self.conv = conv3x3(channels, channels)
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
@@ -138,10 +166,11 @@ class DGRN(nn.Module):
     """
 
     def __init__(self, n_feats: int = 64, n_groups: int = 5, n_blocks: int = 5, guide_channels: int = 64,
-                 kernel_size: int = 3, in_channels: int = 3) -> None:
+                 kernel_size: int = 3, in_channels: int = 3, dcn: str = "torchvision") -> None:
         super().__init__()
         self.head = conv3x3(in_channels, n_feats)
-        self.groups = nn.ModuleList(DGG(n_feats, guide_channels, n_blocks, kernel_size) for _ in range(n_groups))
+        self.groups = nn.ModuleList(DGG(n_feats, guide_channels, n_blocks, kernel_size, dcn)
+                                    for _ in range(n_groups))
         self.conv = conv3x3(n_feats, n_feats)
         self.tail = conv3x3(n_feats, in_channels)
 
@@ -267,10 +296,10 @@ class AirNet(nn.Module):
 
     def __init__(self, n_feats: int = 64, n_groups: int = 5, n_blocks: int = 5, kernel_size: int = 3,
                  encoder_width: int = 64, queue_size: int = 1280, momentum: float = 0.999,
-                 temperature: float = 0.07, in_channels: int = 3) -> None:
+                 temperature: float = 0.07, in_channels: int = 3, dcn: str = "torchvision") -> None:
         super().__init__()
         self.encoder = CBDE(encoder_width, queue_size, momentum, temperature, in_channels)
-        self.restorer = DGRN(n_feats, n_groups, n_blocks, encoder_width, kernel_size, in_channels)
+        self.restorer = DGRN(n_feats, n_groups, n_blocks, encoder_width, kernel_size, in_channels, dcn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Restoration: query encoder -> degradation map D -> DGRN(x, D).
@@ -341,8 +370,9 @@ RECIPE = {
 }
 
 _PRESETS: dict[str, dict] = {
-    "smoke": dict(n_feats=10, n_groups=1, n_blocks=2, encoder_width=3, queue_size=64),
-    "small": dict(n_feats=20, n_groups=3, n_blocks=2, encoder_width=12, queue_size=256),
+    # smoke/small: the grid_sample deformable conv, the same operation, several times faster to train on the CPU
+    "smoke": dict(n_feats=10, n_groups=1, n_blocks=2, encoder_width=3, queue_size=64, dcn="grid_sample"),
+    "small": dict(n_feats=20, n_groups=3, n_blocks=2, encoder_width=12, queue_size=256, dcn="grid_sample"),
     "paper": dict(n_feats=64, n_groups=5, n_blocks=5, kernel_size=3, encoder_width=64, queue_size=1280,
                   momentum=0.999, temperature=0.07),
 }
@@ -356,7 +386,8 @@ _PRESETS: dict[str, dict] = {
                 "licence file in the official repository)",
         deviations=(
             "Deformable conv: torchvision.ops.deform_conv2d with mask= instead of mmcv's modulated_deform_conv2d "
-            "(same operation and offset layout).",
+            "(same operation and offset layout); the smoke and small presets use dcn='grid_sample', the same "
+            "operation with F.grid_sample + einsum, whose backward is about 7x faster on the CPU.",
             "forward() in training mode skips the encoder's pooled embedding and projection (unused by the "
             "restorer); the harness's L1 loop therefore trains only the degradation map path (under DDP with "
             "find_unused_parameters, set by the class attribute ddp_find_unused_parameters). The official "

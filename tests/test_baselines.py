@@ -303,3 +303,22 @@ def test_airnet_training_losses_two_phases_momentum_and_queue():
     assert int(enc.queue_ptr) == (6 + 3 * (size // 3 + 1)) % size
     with pytest.raises(ValueError, match="phase"):
         model.training_losses(x, y, phase="decoder")
+
+
+def test_airnet_grid_sample_deformable_conv_equals_torchvision():
+    """dcn='grid_sample' (smoke/small presets) is the same operation as torchvision's deform_conv2d, gradients too."""
+    from torchvision.ops import deform_conv2d
+
+    from baselines.airnet import deform_conv2d_sampled
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 9, 11, requires_grad=True)
+    offset = (2.0 * torch.randn(2, 18, 9, 11)).requires_grad_()  # taps well outside the image too
+    mask = torch.rand(2, 9, 9, 11, requires_grad=True)
+    weight = torch.randn(4, 5, 3, 3, requires_grad=True)
+    ref = deform_conv2d(x, offset, weight, padding=1, mask=mask)
+    got = deform_conv2d_sampled(x, offset, weight, mask, 1)
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(got, (x, mask, weight), g), torch.autograd.grad(ref, (x, mask, weight), g)):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
