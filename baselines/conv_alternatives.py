@@ -277,7 +277,9 @@ def interir_arconv(arconv_hw_max: int = 9, arconv_freeze_after: int = 0, **kwarg
     def conv(channels: int) -> nn.Module:
         return arconv_dw3x3(channels, hw_max=arconv_hw_max, freeze_after=arconv_freeze_after)
 
-    return InterIR(conv=conv, **kwargs)
+    net = InterIR(conv=conv, **kwargs)
+    net.ddp_find_unused_parameters = True  # a step uses the kernels of one sampling-grid size, not the others
+    return net
 
 
 __all__ = ["ARConv2d", "CoMoConv2d", "GradScale", "arconv_dw3x3", "como_dw3x3"]

@@ -291,6 +291,10 @@ def build_deepsn(
     net = UnfoldingNet(width, depth, down, op, make_image, make_pq, make_mult)
     if reuse_last_image_update and depth >= 2:
         net.stages[-1].image_update = net.stages[-2].image_update
+    if pq_multiplier == "deepsn":
+        # The official multiplier update builds a derivative head its forward never uses (see the module doc):
+        # DDP must look for parameters without gradients (pipelines.engine.loop).
+        net.ddp_find_unused_parameters = True
     return net
 
 

@@ -2,11 +2,13 @@
 
 One step = what ``pipelines.engine.loop`` does per iteration: per-step patch sampling (``PatchSampler``
 on a small synthesized-like set in memory), forward, L1 + 0.1*FFT-L1 loss, backward, gradient
-clipping and an Adam step, at the smoke profile's batch and patch (params.yaml). Each model gets
+clipping and an Adam step, at the profile's batch and patch (params.yaml). Each model gets
 warm-up steps, then ``--repeats`` timed windows of at least ``--min-seconds`` each; the median
 window is reported (the machine is shared and noisy: +-20 % between repeats is normal).
+``--preset small`` measures the small preset at the small profile's batch and patch.
 
-    .venv/bin/python benchmarks/bench_train.py [--threads 2] [--out benchmarks/results/train.json]
+    .venv/bin/python benchmarks/bench_train.py [--threads 2] [--preset smoke] [--models a,b]
+        [--out benchmarks/results/train.json]
 """
 
 from __future__ import annotations
@@ -60,13 +62,14 @@ def _tiny_set(root: Path, n: int = 6, size: int = 128) -> list:
     return read_manifest(root, "train")
 
 
-def bench_model(name: str, pairs: list, batch: int, patch: int, warmup: int, repeats: int, min_s: float) -> dict:
+def bench_model(name: str, pairs: list, batch: int, patch: int, warmup: int, repeats: int, min_s: float,
+                preset: str = "smoke") -> dict:
     from interir.losses import L1FFTLoss
     from interir.registry import create_model
     from pipelines.data.sampler import PatchSampler
 
     torch.manual_seed(0)
-    model = create_model(name, "smoke").train()
+    model = create_model(name, preset).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.999))
     loss_fn = L1FFTLoss(0.1)
     sampler = PatchSampler(pairs, patch, seed=0)
@@ -99,6 +102,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", help="comma-separated (default: all registered)")
+    ap.add_argument("--preset", default="smoke", help="model preset and params.yaml profile (batch, patch)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--min-seconds", type=float, default=3.0)
@@ -107,10 +111,10 @@ def main() -> int:
     torch.set_num_threads(a.threads)
     from interir.registry import list_models
 
-    cfg = load_params(REPO / "params.yaml", "smoke").train
+    cfg = load_params(REPO / "params.yaml", a.preset).train
     models = a.models.split(",") if a.models else list_models()
-    result = {"benchmark": "training steps/s per smoke model (CPU)", "machine": machine(a.threads),
-              "setup": {"preset": "smoke", "batch": cfg.batch, "patch": cfg.patch, "loss": "L1 + 0.1*FFT-L1",
+    result = {"benchmark": f"training steps/s per {a.preset} model (CPU)", "machine": machine(a.threads),
+              "setup": {"preset": a.preset, "batch": cfg.batch, "patch": cfg.patch, "loss": "L1 + 0.1*FFT-L1",
                         "optimizer": "Adam", "grad_clip": 1.0, "warmup_steps": a.warmup, "repeats": a.repeats,
                         "min_seconds_per_repeat": a.min_seconds, "statistic": "median of repeats",
                         "includes": "patch sampling (cached decoded pairs), forward, loss, backward, clip, Adam"},
@@ -118,7 +122,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         pairs = _tiny_set(Path(tmp) / "mdir")
         for name in models:
-            r = bench_model(name, pairs, cfg.batch, cfg.patch, a.warmup, a.repeats, a.min_seconds)
+            r = bench_model(name, pairs, cfg.batch, cfg.patch, a.warmup, a.repeats, a.min_seconds, a.preset)
             result["models"][name] = r
             print(f"{name:16s} {r['steps_per_s']:7.2f} steps/s  {r['repeats']}", flush=True)
     write_text(a.out, json.dumps(result, indent=2) + "\n")  # atomic: no half-written results file

@@ -24,6 +24,11 @@ _MODEL_MODULES = (
     "baselines.deepsn_net",
     "baselines.fdtanet",
     "baselines.conv_alternatives",
+    "baselines.restormer",
+    "baselines.promptir",
+    "baselines.airnet",
+    "baselines.vlunet_sizing",
+    "baselines.perceiveir_sizing",
 )
 
 
@@ -41,8 +46,9 @@ class Recipe:
     betas: tuple[float, float]
     weight_decay: float
     schedule: str  # cosine | linear | wsd (pipelines.engine.loop.lr_at)
-    loss: str  # a name of interir.losses.LOSSES
-    warmup_iters: int = 0
+    loss: str  # a name of interir.losses.LOSSES, or "model": the model's own training_losses (AirNet)
+    warmup_fraction: float = 0.0  # of the budget
+    encoder_fraction: float = 0.0  # loss "model": the first fraction of the budget trains the encoder alone
     fft_weight: float = 0.0
     grad_clip: float = 0.0
     batch: int = 0
@@ -75,6 +81,7 @@ class ModelCard:
     eval_batch: int = 8
     recipe: Recipe | None = None
     recipe_note: str = ""
+    trainable: bool = True  # False: built for sizing only (params, MACs, latency); the train stage refuses it
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,17 @@ def test_smoke_forward_backward(name):
 
 
 @pytest.mark.parametrize("name", list_models())
+def test_unused_parameters_are_declared_for_ddp(name):
+    """DDP (pipelines.engine.loop) fails on trainable parameters a training forward does not reach, unless the model
+    sets ``ddp_find_unused_parameters = True``."""
+    torch.manual_seed(0)
+    model = create_model(name, "smoke").train()
+    model(torch.rand(2, 3, 32, 32)).abs().mean().backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused or getattr(model, "ddp_find_unused_parameters", False), unused[:5]
+
+
+@pytest.mark.parametrize("name", list_models())
 def test_smoke_batch_independence(name):
     if not get_card(name).batch_independent:
         pytest.skip("card does not claim batch independence")
@@ -246,3 +257,76 @@ def test_arconv_grid_is_chosen_then_frozen():
     fresh = ARConv2d(4, hw_max=9, freeze_after=2)
     fresh.load_state_dict({**state, "grid": arc.grid.clone(), "steps": arc.steps.clone()})
     assert fresh._grid_cache == (7, 3)
+
+
+# ------------------------------------------------------------------ Restormer, PromptIR, AirNet (issue #17)
+
+
+@pytest.mark.parametrize("name", ["restormer", "promptir", "airnet"])
+def test_comparison_systems_keep_odd_sizes(name):
+    """The U-Nets reflect-pad to a multiple of 8 themselves; AirNet works at any size."""
+    torch.manual_seed(0)
+    model = create_model(name, "smoke").eval()
+    x = torch.rand(1, 3, 37, 53)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_airnet_deformable_conv_at_zero_offsets_is_half_a_plain_conv():
+    """Zero-initialised offset/mask conv: offsets 0 and masks sigmoid(0) = 0.5 on every tap."""
+    from baselines.airnet import ModulatedDeformConv
+
+    torch.manual_seed(0)
+    dcn = ModulatedDeformConv(6, 4)
+    x, guide = torch.randn(2, 6, 9, 11), torch.randn(2, 4, 9, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(dcn(x, guide), 0.5 * F.conv2d(x, dcn.weight, padding=1), atol=1e-5, rtol=1e-5)
+        dcn.offset_mask.bias.normal_()
+        assert (dcn(x, guide) - 0.5 * F.conv2d(x, dcn.weight, padding=1)).abs().max() > 1e-3
+
+
+def test_airnet_training_losses_two_phases_momentum_and_queue():
+    torch.manual_seed(0)
+    model = create_model("airnet", "smoke").train()
+    enc = model.encoder
+    size = enc.queue.shape[1]
+    x, y = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    out = model.training_losses(x, phase="encoder")
+    assert set(out) == {"loss", "contrast"} and int(enc.queue_ptr) == 3
+    out["loss"].backward()
+    assert enc.query.mlp[0].weight.grad is not None and model.restorer.head.weight.grad is None
+    assert all(p.grad is None and not p.requires_grad for p in enc.key.parameters())
+    key_before = [p.clone() for p in enc.key.parameters()]
+    with torch.no_grad():
+        for p in enc.query.parameters():
+            p.add_(1.0)
+    out = model.training_losses(x, y, x_key=torch.rand(3, 3, 16, 16), phase="joint")
+    torch.testing.assert_close(out["loss"], out["l1"] + 0.1 * out["contrast"])
+    assert out["restored"].shape == x.shape and int(enc.queue_ptr) == 6
+    moved = [(pk - pb).abs().max() for pk, pb in zip(enc.key.parameters(), key_before)]
+    assert all(abs(float(d) - (1 - enc.momentum)) < 1e-5 for d in moved)  # k <- m k + (1 - m) q, q = k + 1
+    for _ in range(size // 3 + 1):  # the queue wraps around for a batch that does not divide it
+        model.training_losses(x, phase="encoder")
+    assert int(enc.queue_ptr) == (6 + 3 * (size // 3 + 1)) % size
+    with pytest.raises(ValueError, match="phase"):
+        model.training_losses(x, y, phase="decoder")
+
+
+def test_airnet_grid_sample_deformable_conv_equals_torchvision():
+    """dcn='grid_sample' (smoke/small presets) is the same operation as torchvision's deform_conv2d, gradients too."""
+    from torchvision.ops import deform_conv2d
+
+    from baselines.airnet import deform_conv2d_sampled
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 9, 11, requires_grad=True)
+    offset = (2.0 * torch.randn(2, 18, 9, 11)).requires_grad_()  # taps well outside the image too
+    mask = torch.rand(2, 9, 9, 11, requires_grad=True)
+    weight = torch.randn(4, 5, 3, 3, requires_grad=True)
+    ref = deform_conv2d(x, offset, weight, padding=1, mask=mask)
+    got = deform_conv2d_sampled(x, offset, weight, mask, 1)
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(got, (x, mask, weight), g), torch.autograd.grad(ref, (x, mask, weight), g)):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torchvision.ops import deform_conv2d  # imported here: its first import calls ops no counting mode can see
 
 from pipelines.common.env import UserError
 from pipelines.engine import profiling as profile
@@ -133,3 +134,30 @@ def test_stage_mode_writes_json(tmp_path, capsys):
     first = out.read_bytes()
     assert profile_stage.main(["--stage", "--params", str(params), "--out", str(out)]) == 0
     assert out.read_bytes() == first
+
+
+class _Deform(nn.Module):
+    """A modulated deformable conv (torchvision), which neither fvcore nor FlopCounterMode counts by itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = nn.Conv2d(4, 27, 3, padding=1)
+        self.w = nn.Parameter(torch.randn(6, 4, 3, 3))
+
+    def forward(self, x):
+        om = self.offset(x)
+        return deform_conv2d(x, om[:, :18], self.w, padding=1, mask=om[:, 18:].sigmoid())
+
+
+def test_deformable_conv_counted_by_both_counters():
+    x = torch.randn(1, 4, 12, 10)
+    m = _Deform()
+    fv = profile.macs_fvcore(m, x)
+    fc = profile.macs_flopcounter(m, x)
+    offset = 12 * 10 * 27 * 4 * 9
+    deform = 12 * 10 * 6 * 4 * 9 + 4 * 4 * 9 * 12 * 10  # dense conv + 4 MACs per bilinear sample
+    assert fv["by_operator"]["deform_conv"] == deform == fc["deform"]
+    assert fv["total"] == offset + deform == fc["macs"]
+    res = profile.profile_model("airnet", "paper", fvcore=False, latency=False)  # torchvision's op at paper
+    assert res["flopcounter_device"] == "meta"
+    assert res["gmacs_deform"] == pytest.approx(50 * (64 * 64 * 9 + 4 * 64 * 9) * 256 * 256 / 1e9)

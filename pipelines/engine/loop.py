@@ -89,7 +89,8 @@ def effective_train(cfg: TrainConfig, model_name: str, profile: str) -> TrainCon
         if profile == "paper" else {}
     return dataclasses.replace(cfg, optimizer=r.optimizer, lr=r.lr, lr_min=r.lr_min, beta1=r.betas[0],
                                beta2=r.betas[1], weight_decay=r.weight_decay, schedule=r.schedule, loss=r.loss,
-                               warmup_iters=r.warmup_iters, fft_weight=r.fft_weight, grad_clip=r.grad_clip,
+                               warmup_iters=round(r.warmup_fraction * budget.get("iters", cfg.iters)),
+                               fft_weight=r.fft_weight, grad_clip=r.grad_clip,
                                budgets=cfg.budgets if r.schedule == "wsd" else (), **budget)
 
 
@@ -121,7 +122,7 @@ class Run:
     model: torch.nn.Module  # the bare model (checkpoints, clipping)
     net: torch.nn.Module  # what the forward pass calls: the model, or its DDP wrapper
     opt: torch.optim.Optimizer
-    loss_fn: torch.nn.Module
+    loss_fn: torch.nn.Module | None  # None: the model's own training_losses
     args: dict[str, Any]  # constructor arguments (recorded in checkpoints)
     key: dict[str, Any]  # what must match for a checkpoint to be resumed
     data_version: str
@@ -130,6 +131,7 @@ class Run:
     out_dir: Path
     memory_format: torch.memory_format
     n_params: int
+    encoder_steps: int = 0  # loss "model": steps in the model's first (encoder-only) phase
 
     @property
     def cfg(self) -> TrainConfig:
@@ -172,13 +174,23 @@ def setup(model_name: str, params: Params, seed: int, data_dir: Path, ckpt_dir: 
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # A model whose forward leaves trainable parameters unused (AirNet: its contrastive encoder head, trained
+        # only by its own training_losses) says so with this class attribute; DDP then looks for them every step.
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
+                  find_unused_parameters=bool(getattr(model, "ddp_find_unused_parameters", False)))
+    encoder_steps = 0
+    if cfg.loss == "model":  # the model's own objective (AirNet's two phases), a method outside DDP's forward
+        if dist.world > 1:
+            raise UserError(f"{model_name}'s own training objective runs in one process (as its official code does)")
+        from interir.registry import get_card
+
+        encoder_steps = round(get_card(model_name).recipe.encoder_fraction * cfg.iters)
     optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     opt = optimizer(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     return Run(model_name, dataclasses.replace(params, train=cfg), seed, dist, device, model, net, opt,
-               build_loss(cfg.loss, cfg.fft_weight), args, key, dver,
+               None if cfg.loss == "model" else build_loss(cfg.loss, cfg.fft_weight), args, key, dver,
                PatchSampler(pairs, cfg.patch, seed=seed), ckpt_dir / "last.pt", out_dir, memory_format,
-               sum(p.numel() for p in model.parameters()))
+               sum(p.numel() for p in model.parameters()), encoder_steps)
 
 
 def resume(run: Run) -> Progress:
@@ -239,14 +251,17 @@ def snapshot_path(run: Run, budget: int) -> Path:
     return run.last.with_name(f"snapshot_{budget}.pt")
 
 
-def step_once(run: Run, x: torch.Tensor, y: torch.Tensor, lr: float, amp: Any, where: str) -> float:
+def step_once(run: Run, x: torch.Tensor, y: torch.Tensor, lr: float, amp: Any, where: str, step: int) -> float:
     """One optimisation step at learning rate ``lr``; returns the loss (averaged over ranks)."""
     for g in run.opt.param_groups:
         g["lr"] = lr
     x, y = (t.to(run.device, non_blocking=True, memory_format=run.memory_format) for t in (x, y))
     with amp:
-        pred = run.net(x)
-    loss = run.loss_fn(pred.float(), y)
+        if run.loss_fn is None:  # the model's own objective: AirNet's encoder phase, then the joint one
+            phase = "encoder" if step < run.encoder_steps else "joint"
+            loss = run.model.training_losses(x, y, phase=phase)["loss"].float()
+        else:
+            loss = run.loss_fn(run.net(x).float(), y)
     lval = dist_mod.global_mean(loss, run.dist)
     if not math.isfinite(lval):
         raise TrainingError(f"non-finite loss ({lval}) at {where} of {run.name} (seed {run.seed}); run stopped; "
@@ -269,7 +284,7 @@ def run_budget(run: Run, budget: int, amp: Any) -> None:
     saved = (copy.deepcopy(run.model.state_dict()), copy.deepcopy(run.opt.state_dict()), ckpt_io.rng_state())
     for step in range(start, budget):
         step_once(run, *run.sampler.batch(step, run.cfg.batch, run.dist.rank, run.dist.world),
-                  lr_at(run.cfg, step, budget), amp, f"step {step + 1} of the {budget}-step budget")
+                  lr_at(run.cfg, step, budget), amp, f"step {step + 1} of the {budget}-step budget", step)
     if run.dist.is_main:
         ckpt_io.save(snapshot_path(run, budget), checkpoint_payload(run, Progress(step=budget), False, budget))
     dist_mod.barrier(run.dist)
@@ -411,7 +426,8 @@ def train(model_name: str, params: Params, seed: int, data_dir: Path, ckpt_dir: 
                 if step in branch_at and not snapshot_path(run, branch_at[step]).is_file():
                     run_budget(run, branch_at[step], amp)
                 lr = lr_at(cfg, step)
-                lval = step_once(run, *next(data), lr, amp, f"step {step + 1} (last good checkpoint: {prog.last_good})")
+                lval = step_once(run, *next(data), lr, amp, f"step {step + 1} (last good checkpoint: {prog.last_good})",
+                                 step)
                 prog.step, steps_this_run = step + 1, steps_this_run + 1
                 prog.losses = [*prog.losses, lval][-cfg.log_every:]
                 bar.set_postfix(loss=f"{lval:.4f}", lr=f"{lr:.2e}", refresh=False)

@@ -24,6 +24,11 @@ counted as complex (torch runs it as a complex-to-complex transform). Multi-
 dimensional FFTs use N = product of the transformed sizes; batch dimensions multiply.
 Interpolation (``grid_sample``, bilinear/nearest upsampling) is counted per output value as
 fvcore does (4 MACs bilinear, 1 nearest; reported as ``gmacs_interp``, included in both totals).
+Deformable convolutions (``torchvision.ops.deform_conv2d``, DCN v1/v2), which neither fvcore nor
+FlopCounterMode counts, are counted analytically by both sides: the MACs of the same dense conv plus
+4 MACs per bilinearly sampled input value (Cin * kh * kw samples per output pixel, the
+interpolation rule); the modulation mask product is elementwise and not counted (``gmacs_deform``,
+included in both totals).
 Elementwise ops, normalisation (fvcore's batch/group/layer/instance-norm handles are replaced
 by zero), pooling and softmax are not counted.
 """
@@ -49,6 +54,7 @@ CONVENTION = (
     "MACs (1 multiply-accumulate = 1) of one forward pass at 1x3xSIZExSIZE; fvcore with extra handles, "
     "cross-checked with FlopCounterMode flops/2; FFTs analytic: 5/2*N*log2(N) real MACs per complex FFT "
     "of N points, half for rfft/irfft; interpolation 4 MACs (bilinear) or 1 (nearest) per output value; "
+    "deformable convs (torchvision deform_conv2d): the dense conv's MACs + 4 per bilinearly sampled value; "
     "elementwise ops, norms, pooling, softmax not counted; "
     "latency: CPU, batch 1, torch.no_grad, median of repeats after one warm-up"
 )
@@ -82,14 +88,27 @@ def _prod(xs) -> int:
 INTERP_MACS_PER_OUTPUT = {"grid_sampler_2d": 4, "upsample_bilinear2d": 4, "upsample_nearest2d": 1}
 
 
+def deform_conv_macs(x_shape, w_shape, out_shape) -> float:
+    """MACs of one deformable conv (``torchvision::deform_conv2d``): the dense conv with the same shapes
+    (``out.numel() * Cin/groups * kh * kw``) plus bilinear sampling, 4 MACs per sampled value
+    (``B * Cin * kh * kw * Hout * Wout`` values, :data:`INTERP_MACS_PER_OUTPUT`'s bilinear rule)."""
+    b, cin = int(x_shape[0]), int(x_shape[1])
+    taps = int(w_shape[2]) * int(w_shape[3])
+    out_pixels = int(out_shape[2]) * int(out_shape[3])
+    conv = _prod(out_shape) * int(w_shape[1]) * taps
+    sampling = INTERP_MACS_PER_OUTPUT["grid_sampler_2d"] * b * cin * taps * out_pixels
+    return float(conv + sampling)
+
+
 class AnalyticCounter(TorchDispatchMode):
-    """Counts analytic FFT MACs of ``aten._fft_r2c/_fft_c2r/_fft_c2c`` and the interpolation MACs of
-    :data:`INTERP_MACS_PER_OUTPUT` (works on the meta device)."""
+    """Counts analytic FFT MACs of ``aten._fft_r2c/_fft_c2r/_fft_c2c``, the interpolation MACs of
+    :data:`INTERP_MACS_PER_OUTPUT` and deformable convs (:func:`deform_conv_macs`; works on the meta device)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fft = 0.0
         self.interp = 0.0
+        self.deform = 0.0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -98,6 +117,8 @@ class AnalyticCounter(TorchDispatchMode):
         base = name.split(".")[0]
         if base in INTERP_MACS_PER_OUTPUT and isinstance(out, torch.Tensor):
             self.interp += INTERP_MACS_PER_OUTPUT[base] * out.numel()
+        if base == "deform_conv2d" and isinstance(out, torch.Tensor):  # torchvision::deform_conv2d(input, weight, ...)
+            self.deform += deform_conv_macs(args[0].shape, args[1].shape, out.shape)
         if base in ("_fft_r2c", "_fft_c2r", "_fft_c2c"):
             x, dims = args[0], [d % args[0].dim() for d in args[1]]
             if base == "_fft_c2r":
@@ -164,6 +185,12 @@ def _zero_handle(inputs, outputs) -> Counter:
     return Counter()
 
 
+def _deform_conv_handle(inputs, outputs) -> Counter:
+    """fvcore handle for ``torchvision::deform_conv2d(input, weight, offset, mask, bias, ...)``."""
+    x, w, y = _jit_shape(inputs[0]), _jit_shape(inputs[1]), _jit_shape(outputs[0])
+    return Counter({"deform_conv": round(deform_conv_macs(x, w, y))})
+
+
 def fvcore_handles() -> dict[str, Any]:
     """The handles fvcore lacks (see module docstring)."""
     handles: dict[str, Any] = {
@@ -174,6 +201,7 @@ def fvcore_handles() -> dict[str, Any]:
         "aten::convolution": _conv_handle(transposed_arg=6),
         "aten::conv_transpose1d": _conv_handle(transposed=True),
         "aten::conv_transpose2d": _conv_handle(transposed=True),
+        "torchvision::deform_conv2d": _deform_conv_handle,
         "aten::pixel_shuffle": _zero_handle,
         "aten::pixel_unshuffle": _zero_handle,
         # Pooling and norms are not counted (the convention, and FlopCounterMode has no formula for
@@ -214,14 +242,16 @@ def macs_fvcore(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
 
 
 def macs_flopcounter(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
-    """FlopCounterMode flops / 2 plus interpolation MACs, and the analytic FFT MACs (works with meta tensors)."""
+    """FlopCounterMode flops / 2 plus interpolation and deformable-conv MACs, and the analytic FFT MACs (works with
+    meta tensors)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     fc = FlopCounterMode(display=False)
     ff = AnalyticCounter()
     with torch.no_grad(), fc, ff:
         model(x)
-    return {"macs": fc.get_total_flops() / 2 + ff.interp, "fft": ff.fft, "interp": ff.interp}
+    return {"macs": fc.get_total_flops() / 2 + ff.interp + ff.deform, "fft": ff.fft, "interp": ff.interp,
+            "deform": ff.deform}
 
 
 def cpu_latency(model: nn.Module, x: torch.Tensor, repeats: int) -> float:
@@ -267,6 +297,7 @@ def profile_model(name: str, preset: str = "smoke", size: int = 256, repeats: in
     del meta_model
     out["gmacs_fft"] = fc["fft"] / 1e9
     out["gmacs_interp"] = fc["interp"] / 1e9
+    out["gmacs_deform"] = fc["deform"] / 1e9
     out["gmacs_flopcounter"] = (fc["macs"] + fc["fft"]) / 1e9
     out["gmacs"] = out["gmacs_flopcounter"]
     out["counters"] = ["flopcounter"]

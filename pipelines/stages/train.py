@@ -41,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     if status is not None:
         return status
     params = load_params(a.params, a.profile)
-    from interir.registry import list_models
+    from interir.registry import get_card, list_models
 
     if a.model not in list_models():
         raise UserError(f"unknown model {a.model!r}; known: {', '.join(list_models())}")
+    if not get_card(a.model).trainable:
+        raise UserError(f"model {a.model!r} is built for sizing only (random weights; interir-bench models {a.model})")
     import torch
 
     from pipelines.engine.loop import train
