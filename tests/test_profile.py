@@ -116,13 +116,13 @@ def test_stage_mode_writes_json(tmp_path, capsys):
 
     raw = yaml.safe_load(open("params.yaml").read())
     raw.update(profile="smoke", models=["interir", "nafnet"])
-    raw["profiling"].update(size=64, paper_preset=True, paper_full=False)
+    raw["profiling"].update(size=64, paper_preset=True, paper_full=False, sizing_models=["vlunet_sizing"])
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(raw))
     out = tmp_path / "res" / "profile.json"
     assert profile_stage.main(["--stage", "--params", str(params), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert set(res) == {"interir", "nafnet"}
+    assert set(res) == {"interir", "nafnet", "vlunet_sizing"}  # sizing-only models are profiled, not trained
     for entry in res.values():
         assert set(entry) == {"smoke", "paper"}
         assert FIELDS - {"latency_s"} <= set(entry["smoke"])

@@ -124,6 +124,7 @@ class ProfilingConfig:
     size: int  # square input side for MACs and latency (paper: 256)
     paper_preset: bool  # also count params and MACs at the paper preset (meta device, no allocation)
     paper_full: bool  # ... and the fvcore cross-check at the paper preset (real tensors; slow)
+    sizing_models: tuple[str, ...]  # profiled beside `models` but never trained (cards with trainable=False)
 
 
 @dataclass(frozen=True)

@@ -331,7 +331,7 @@ def profile_all(params: Params) -> dict[str, Any]:
     """
     cfg = params.profiling
     result: dict[str, Any] = {}
-    for name in params.models:
+    for name in (*params.models, *cfg.sizing_models):
         entry = {params.preset: profile_model(name, params.preset, cfg.size, latency=False)}
         if params.preset != "paper" and cfg.paper_preset:
             entry["paper"] = profile_model(name, "paper", cfg.size, fvcore=cfg.paper_full, latency=False)

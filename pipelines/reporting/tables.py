@@ -202,7 +202,7 @@ def resources_table(spec: TableSpec, res: Results) -> pd.DataFrame:
     for _, r in paper.iterrows():
         method = r[spec.label_col]
         model = model_for(spec.id, method)
-        have = model in res.models and model in res.profile
+        have = model in res.profile  # trained models and the sizing-only ones (profiling.sizing_models)
         for col, key in spec.quantities:
             est, status, note = _quantity(res, model, have, key)
             rows.append(_row(spec.csv, method, model, "", col, float(r[col]), est, status, note))
