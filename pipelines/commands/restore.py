@@ -10,13 +10,12 @@ written, and an existing output is never overwritten unless ``--overwrite`` is g
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
-from pipelines.common import env
+from pipelines.common import entry, env
 from pipelines.common.env import UserError
 from pipelines.common.files import ensure_writable_dir
 from pipelines.data.imageio import read_image, write_image
@@ -25,7 +24,7 @@ from pipelines.engine.inference import restore_tensor
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="interir-bench restore", description=__doc__.splitlines()[0])
+    p = entry.ArgumentParser(prog="interir-bench restore", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="a model.pt written by 'interir-bench train'")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("-o", "--out", required=True, help="output folder")
@@ -33,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels; half of it is discarded per edge")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
+    if a.tile < 0 or a.overlap < 0:
+        raise UserError(f"--tile and --overlap must be >= 0, got {a.tile} and {a.overlap}")
     out_dir = ensure_writable_dir(a.out)
     targets = [(Path(img), out_dir / (Path(img).stem + ".png")) for img in a.images]
     clash = [str(t) for _, t in targets if t.exists()]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 
-from pipelines.common import tracking
+from pipelines.common import entry, tracking
 
 
 def command(host: str, port: int, uri: str) -> list[str]:
@@ -16,7 +15,7 @@ def command(host: str, port: int, uri: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="interir-bench ui", description=__doc__.splitlines()[0])
+    p = entry.ArgumentParser(prog="interir-bench ui", description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--backend-store-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")

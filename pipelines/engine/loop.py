@@ -115,12 +115,16 @@ def setup(model_name: str, params: Params, seed: int, data_dir: Path, ckpt_dir: 
           dist: DistInfo) -> Run:
     """Check the outputs, read the data, build the seeded model and its optimizer."""
     from interir.losses import L1FFTLoss
-    from interir.registry import create_model, model_args
+    from interir.registry import create_model, get_card, model_args
 
     cfg = params.train
     device = dist_mod.pick_device(dist)
     if cfg.batch % dist.world:
         raise UserError(f"train batch {cfg.batch} (global) is not divisible by the {dist.world} processes")
+    stride = get_card(model_name).stride
+    if cfg.patch % stride:
+        raise UserError(f"params key train.{params.profile}.patch: {cfg.patch} is not a multiple of {model_name}'s "
+                        f"stride {stride}")
     pairs = read_manifest(data_dir, "train")
     dver = data_version(data_dir)
     args = model_args(model_name, params.preset)
