@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -112,3 +113,144 @@ def test_patch_not_a_multiple_of_the_stride(tmp_path: Path, capsys: pytest.Captu
                    "--ckpt-dir", str(tmp_path / "ck"), "--no-mlflow"])
     assert rc == 2
     one_error_line(capsys, "train", "train.smoke.patch: 36 is not a multiple of interir's stride 8")
+
+
+# ----------------------------------------------------------------------------------------- 3. decompression bombs
+
+
+def bomb_png(path: Path, width: int = 20000, height: int = 10000) -> Path:
+    """A PNG that declares ``width`` x ``height`` pixels in a few hundred bytes (its pixel data is a stub)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("size", [(20000, 10000), (10000, 9000)])  # above PIL's 2x limit, and between 1x and 2x
+def test_decompression_bomb_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, size) -> None:
+    bomb = bomb_png(tmp_path / "bomb.png", *size)
+    assert cli.main(["degrade", str(bomb), "--noise", "5", "-o", str(tmp_path / "out.png")]) == 2
+    one_error_line(capsys, "degrade", str(bomb), "exceeds the limit")
+    assert not (tmp_path / "out.png").exists()
+    from tests.test_evaluate import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "m.pt")
+    assert cli.main(["restore", "--checkpoint", str(ckpt), str(bomb), "-o", str(tmp_path / "r")]) == 2
+    one_error_line(capsys, "restore", str(bomb), "pixels")
+    assert not (tmp_path / "r").exists()
+
+
+def test_bomb_in_a_data_root_is_skipped_like_a_corrupt_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.test_synthesize import _photo_root
+
+    root = _photo_root(tmp_path, n=4)
+    bomb_png(root / "clean" / "Set" / "bomb.png")
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["synthesize"]["smoke"].update(crop=64, max_train_sources=2, max_test_sources=1, train_pairs_per_source=1)
+    raw["train"]["smoke"]["patch"] = 32
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    rc = cli.main(["synthesize", "--params", str(tmp_path / "params.yaml"), "--data-root", str(root),
+                   "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert rc == 0
+    skipped = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("skipped source")]
+    assert len(skipped) == 1 and "bomb.png" in skipped[0] and "exceeds the limit" in skipped[0]
+
+
+# ----------------------------------------------------------------------------------------- 7. degrade's output
+
+
+def _photo_file(path: Path, h: int = 40, w: int = 48) -> Path:
+    from skimage import data
+
+    from pipelines.data.imageio import write_image
+
+    write_image(path, data.astronaut()[:h, :w])
+    return path
+
+
+def test_degrade_never_overwrites_its_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    src = _photo_file(tmp_path / "a.png")
+    before = src.read_bytes()
+    assert cli.main(["degrade", str(src), "--noise", "20", "-o", str(src)]) == 2
+    one_error_line(capsys, "degrade", "is the input")
+    (tmp_path / "sub").mkdir()
+    assert cli.main(["degrade", str(src), "--noise", "20", "-o", str(tmp_path / "sub" / ".." / "a.png")]) == 2
+    one_error_line(capsys, "degrade", "is the input")
+    assert src.read_bytes() == before
+
+
+def test_degrade_output_folder_or_unwritable(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    src = _photo_file(tmp_path / "a.png")
+    (tmp_path / "dir.png").mkdir()
+    assert cli.main(["degrade", str(src), "--noise", "20", "-o", str(tmp_path / "dir.png")]) == 2
+    one_error_line(capsys, "degrade", "is a folder")
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["degrade", str(src), "--noise", "20", "-o", str(tmp_path / "file" / "b.png")]) == 2
+    one_error_line(capsys, "degrade", "not a folder")
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC in the middle of the write (simulated: /dev/full is not a folder one can write into)."""
+    import errno
+
+    from PIL import Image
+
+    src = _photo_file(tmp_path / "a.png")
+
+    def full(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    out = tmp_path / "o" / "b.png"
+    assert cli.main(["degrade", str(src), "--noise", "20", "-o", str(out)]) == 2
+    one_error_line(capsys, "degrade", str(out), "No space left on device")
+    assert list((tmp_path / "o").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------- 8. minor
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from pipelines.data.imageio import image_size, read_image
+
+    rgb = np.zeros((20, 40, 3), np.uint8)
+    rgb[:, :20] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(rgb).save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    arr = read_image(tmp_path / "r.jpg")
+    assert arr.shape == (40, 20, 3) and image_size(tmp_path / "r.jpg") == (20, 40)
+    assert arr[:15].mean() > 0.9 and arr[25:].mean() < 0.1  # the white half is now on top
+
+
+def test_restore_creates_nothing_before_the_inputs_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.test_evaluate import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "m.pt")
+    assert cli.main(["restore", "--checkpoint", str(ckpt), str(tmp_path / "missing.png"),
+                     "-o", str(tmp_path / "out" / "deeper")]) == 2
+    one_error_line(capsys, "restore", "missing.png")
+    assert not (tmp_path / "out").exists()
+    src = _photo_file(tmp_path / "a.png")
+    assert cli.main(["restore", "--checkpoint", str(ckpt), str(src), "-o", str(tmp_path), "--overwrite"]) == 2
+    one_error_line(capsys, "restore", "is the input")
+
+
+def test_tiny_source_reports_its_real_size(tmp_path: Path) -> None:
+    from pipelines.data.imageio import write_image
+    from pipelines.data.sources import Source
+    from pipelines.data.synthesis import check_source
+
+    write_image(tmp_path / "t.png", np.full((3, 5, 3), 0.5, np.float32))
+    res = check_source((Source("t", tmp_path / "t.png", None, "t"), 128, 64, "ground_plane"))
+    assert not res["ok"] and "5x3 (0x0 after cropping) is smaller than the training patch 64" in res["error"]

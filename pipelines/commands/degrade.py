@@ -7,12 +7,14 @@ that row's degraded image, because the synthesize stage uses the same :func:`deg
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from pipelines.common import entry
 from pipelines.common.config import check_seed
 from pipelines.common.env import UserError
+from pipelines.common.files import check_writable_dir
 from pipelines.data.degradations import DEPTH_PROXIES, Levels, degrade, load_depth, proxy_depth
 from pipelines.data.imageio import IMAGE_SUFFIXES, read_image, write_image
 
@@ -40,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"{out}: unknown image suffix (use one of {', '.join(sorted(IMAGE_SUFFIXES))})")
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder; -o takes the output image's file name")
+    for given in filter(None, (args.image, args.depth)):
+        if out.exists() and Path(given).exists() and os.path.samefile(out, given):
+            raise UserError(f"{out}: is the input {given}; write the degraded image to another file")
+    check_writable_dir(out.parent)
     levels = Levels(args.haze, args.rain, args.noise)
     levels.validate()
     img = read_image(args.image)

@@ -10,6 +10,7 @@ written, and an existing output is never overwritten unless ``--overwrite`` is g
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 
 from pipelines.common import entry, env
 from pipelines.common.env import UserError
-from pipelines.common.files import ensure_writable_dir
+from pipelines.common.files import check_writable_dir, ensure_writable_dir
 from pipelines.data.imageio import read_image, write_image
 from pipelines.engine import checkpoint as ckpt_io
 from pipelines.engine.inference import restore_tensor
@@ -34,13 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.tile < 0 or a.overlap < 0:
         raise UserError(f"--tile and --overlap must be >= 0, got {a.tile} and {a.overlap}")
-    out_dir = ensure_writable_dir(a.out)
+    out_dir = check_writable_dir(a.out)  # fail before any work, but create nothing until the inputs are checked
     targets = [(Path(img), out_dir / (Path(img).stem + ".png")) for img in a.images]
     clash = [str(t) for _, t in targets if t.exists()]
     if clash and not a.overwrite:
         raise UserError(f"{clash[0]}: exists (use --overwrite)")
     seen: dict[Path, Path] = {}
     for src, dst in targets:
+        if dst.exists() and src.exists() and os.path.samefile(src, dst):
+            raise UserError(f"{dst}: is the input {src}; write the restorations to another folder")
         if dst in seen:
             raise UserError(f"{src}: same file stem as {seen[dst]}; both would write {dst}")
         seen[dst] = src
@@ -50,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     # Validate every input before writing anything (decoded twice: memory stays at one image).
     for src, _ in targets:
         read_image(src)
+    ensure_writable_dir(out_dir)
     from interir.registry import get_card
 
     stride = get_card(state["model"]).stride
@@ -57,9 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     for src, dst in targets:
         x = torch.from_numpy(read_image(src)).permute(2, 0, 1)[None].to(device)
         y = restore_tensor(model, x, stride=stride, tile=a.tile, overlap=a.overlap).float().cpu()
-        try:
-            write_image(dst, y[0].permute(1, 2, 0).numpy())
-        except OSError as exc:
-            raise UserError(f"{dst}: cannot write ({exc.strerror})") from None
+        write_image(dst, y[0].permute(1, 2, 0).numpy())
         print(f"{src} -> {dst}", file=sys.stderr)
     return 0

@@ -4,6 +4,9 @@ Reading rules (every reader in the harness goes through :func:`read_image`):
 - 8-bit and 16-bit images are scaled to float32 in [0, 1] (16-bit: divided by 65535);
 - grayscale (L, I;16, 1-bit) is replicated to three RGB channels;
 - an alpha channel is dropped (RGBA/LA -> RGB/L), palette images are expanded;
+- the EXIF orientation tag is applied (a portrait photo taken with the camera turned comes back upright);
+- an image with more than :data:`MAX_PIXELS` pixels is refused from its header, before any pixel is decoded
+  (a decompression bomb: a 214 KB PNG can declare 20000x10000 pixels);
 - anything else (CMYK, float TIFFs with NaN, corrupt or truncated files) is rejected
   with an :class:`ImageError` whose one-line message names the file.
 Writes are atomic (:mod:`pipelines.common.files`): a killed process never leaves a truncated output.
@@ -11,20 +14,72 @@ Writes are atomic (:mod:`pipelines.common.files`): a killed process never leaves
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipelines.common.env import UserError
 from pipelines.common.files import atomic_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+# Largest image read, in pixels: PIL's own decompression-bomb limit (89.5 M pixels, e.g. 9459x9459; a float RGB
+# copy is 1 GiB). ``$INTERIR_MAX_PIXELS`` raises or lowers it.
+_limit = os.environ.get("INTERIR_MAX_PIXELS", "")
+MAX_PIXELS = int(_limit) if _limit.isdigit() and int(_limit) > 0 else int(Image.MAX_IMAGE_PIXELS)
+# The limit is checked here, from the header, with a one-line error; PIL's own warning (between 1x and 2x its
+# limit) would print a multi-line warning before that check.
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 class ImageError(UserError):
     """An image that cannot be used; the message names the file and the problem."""
+
+
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike) -> Iterator[Image.Image]:
+    """``Image.open`` with the harness's one-line errors: missing, unreadable, or larger than :data:`MAX_PIXELS`
+    (checked from the header, before the pixels are decoded). Yields the lazily opened image."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(f"{path}: declared size {w}x{h} exceeds the limit of {MAX_PIXELS:,} pixels "
+                                 "(a decompression bomb? set INTERIR_MAX_PIXELS to raise it)")
+            yield img
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{path}: declared size exceeds the limit of {MAX_PIXELS:,} pixels "
+                         "(a decompression bomb? set INTERIR_MAX_PIXELS to raise it)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError(f"{path}: unreadable or corrupt image ({exc.__class__.__name__})") from None
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) as :func:`read_image` returns it (EXIF orientation applied), from the header only."""
+    with open_image(path) as img:
+        w, h = img.size
+        return (h, w) if _orientation(img) in _TRANSPOSED else (w, h)
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # a malformed EXIF block: PIL raises assorted errors; treat as no orientation
+        return 1
+    return value if isinstance(value, int) else 1
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -70,18 +125,13 @@ def _to_rgb_array(img: Image.Image, path: Path) -> np.ndarray:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read ``path`` as float32 RGB HxWx3 in [0, 1] following the module's rules."""
     path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("RGB;16", "RGBA;16", "RGB;16B", "RGBA;16B"):
-                raise ImageError(f"{path}: 48/64-bit colour images are not supported by PIL; convert to 8-bit")
-            arr = _to_rgb_array(img, path)
-    except FileNotFoundError:
-        raise ImageError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, ImageError):
-            raise
-        raise ImageError(f"{path}: unreadable or corrupt image ({exc.__class__.__name__})") from None
+    with open_image(path) as img:
+        img.load()
+        if img.mode in ("RGB;16", "RGBA;16", "RGB;16B", "RGBA;16B"):
+            raise ImageError(f"{path}: 48/64-bit colour images are not supported by PIL; convert to 8-bit")
+        if _orientation(img) != 1:
+            img = ImageOps.exif_transpose(img)
+        arr = _to_rgb_array(img, path)
     if not np.isfinite(arr).all():
         raise ImageError(f"{path}: image holds NaN or inf values")
     if min(arr.shape[:2]) < 1:
@@ -104,4 +154,7 @@ def write_image(path: str | os.PathLike, arr: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         # compress_level=1: synthesis throughput matters more than a few % of disk.
         kwargs = {"compress_level": 1} if fmt == "PNG" else {}
-        Image.fromarray(data).save(tmp, format=fmt, **kwargs)
+        try:
+            Image.fromarray(data).save(tmp, format=fmt, **kwargs)
+        except ValueError as exc:  # e.g. larger than the format allows (WebP: 16383 px a side)
+            raise ImageError(f"{path}: cannot write as {fmt} ({exc})") from None

@@ -35,7 +35,7 @@ from pipelines.common.env import UserError
 from pipelines.common.files import atomic_path, write_text
 from pipelines.data import sdir
 from pipelines.data.degradations import Levels, degrade, load_depth, proxy_depth
-from pipelines.data.imageio import read_image, to_uint8, write_image
+from pipelines.data.imageio import image_size, read_image, to_uint8, write_image
 from pipelines.data.manifest import COMBINATIONS, MANIFEST, MANIFEST_COLUMNS, SDIR_DIR, Pair
 from pipelines.data.sources import Source, group_near_duplicates, list_clean_sources, thumbnail
 
@@ -146,10 +146,12 @@ def check_source(args: tuple[Source, int, int, str]) -> dict:
     """Pass 1: can this source be used? Returns sizes, sha256 and a thumbnail, or the error."""
     source, crop, patch, depth_proxy = args
     try:
-        img, _, depth_origin = load_source(source, crop, depth_proxy)
-        h, w = img.shape[:2]
+        width, height = image_size(source.path)
+        _, _, h, w = crop_box(height, width, crop)
         if min(h, w) < patch:
-            raise UserError(f"{source.path}: {w}x{h} after cropping is smaller than the training patch {patch}")
+            cropped = f" ({w}x{h} after cropping)" if (h, w) != (height, width) else ""
+            raise UserError(f"{source.path}: {width}x{height}{cropped} is smaller than the training patch {patch}")
+        img, _, depth_origin = load_source(source, crop, depth_proxy)
         return {"id": source.id, "ok": True, "sha256": _file_sha256(source.path), "crop": [h, w],
                 "depth": depth_origin, "thumb": thumbnail(img)}
     except UserError as exc:  # ImageError is a UserError
