@@ -77,3 +77,47 @@ def write_params(path: Path, **train_overrides) -> Path:
     raw["train"]["smoke"].update(train_overrides)
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+# A child that runs ``interir-bench`` argv lists in-process under an address-space limit and reports, per run,
+# the exit status, stderr and the process's peak resident size so far (tests/test_robustness.py, test_fuzz.py).
+_BOUNDED_CHILD = r"""
+import contextlib, io, json, resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from pipelines import cli
+results = []
+for argv in json.loads(open(sys.argv[2]).read()):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = cli.main(argv)
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else 1
+        except BaseException as exc:  # a traceback: what the tests look for
+            import traceback
+            traceback.print_exc(file=err)
+            rc = 1
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results.append({"rc": rc, "stderr": err.getvalue(), "peak_mb": peak_mb})
+print(json.dumps(results))
+"""
+
+# torch and the project's imports map about 3.3 GB of address space (libraries, not memory) and 0.55 GB of RSS.
+BOUNDED_AS_MB = 6144
+
+
+def run_bounded(argvs: list[list[str]], tmp: Path, limit_mb: int = BOUNDED_AS_MB, timeout: float = 300,
+                env: dict[str, str] | None = None) -> list[dict]:
+    """Run each argv through ``pipelines.cli.main`` in one child process under RLIMIT_AS = ``limit_mb``."""
+    import json
+    import subprocess
+    import sys
+
+    spec = tmp / "argvs.json"
+    spec.write_text(json.dumps(argvs))
+    child_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env or {})}
+    proc = subprocess.run([sys.executable, "-c", _BOUNDED_CHILD, str(limit_mb * 2**20), str(spec)], cwd=tmp,
+                          capture_output=True, text=True, timeout=timeout, env=child_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -254,3 +254,96 @@ def test_tiny_source_reports_its_real_size(tmp_path: Path) -> None:
     write_image(tmp_path / "t.png", np.full((3, 5, 3), 0.5, np.float32))
     res = check_source((Source("t", tmp_path / "t.png", None, "t"), 128, 64, "ground_plane"))
     assert not res["ok"] and "5x3 (0x0 after cropping) is smaller than the training patch 64" in res["error"]
+
+
+# ----------------------------------------------------------------------------------------- 2. crafted checkpoints
+
+
+def crafted(path: Path, model: str = "interir", state=None, **args) -> Path:
+    """A checkpoint of ``model``'s smoke weights whose model_args are the smoke preset's with ``args`` on top."""
+    import torch
+
+    from interir.registry import create_model, model_args
+    from pipelines.engine import checkpoint as ckpt_io
+
+    torch.manual_seed(0)
+    weights = create_model(model, "smoke").state_dict() if state is None else state
+    ckpt_io.save(path, {"model": model, "model_args": {**model_args(model, "smoke"), **args}, "step": 1,
+                        "model_state": weights})
+    return path
+
+
+CRAFTED = [
+    ("interir", {"width": 4096}, "model argument 'width' of interir must be in [1, 352], got 4096"),
+    ("interir", {"width": 1e7}, "model argument 'width' of interir must be an integer, got 10000000.0"),
+    ("nafnet", {"width": 10**7}, "model argument 'width' of nafnet must be in [1, 128]"),
+    ("interir", {"colour": 3}, "unexpected model argument 'colour' for interir"),
+    ("nafnet", {"enc_blocks": [1] * 40}, "'enc_blocks' of nafnet must have 2 to 4 entries"),
+    ("interir", {"width": 352, "depth": 64}, "parameters, more than the limit of 150,000,000"),
+    ("interir", {"width": 24}, "weights do not match model 'interir'"),  # in range, but the weights are width 16's
+    ("deepsn_net", {"conv": "xconv"}, "unexpected model argument 'conv'"),  # a deepsn_xconv labelled deepsn_net
+    ("interir", {"depth": True}, "must be an integer, got True"),
+]
+
+
+def test_crafted_model_args_are_refused_before_allocation(tmp_path: Path) -> None:
+    """restore and evaluate refuse the same crafted checkpoints, with one line, in little memory and time."""
+    from PIL import Image
+
+    from tests.conftest import run_bounded
+    from tests.test_restore import _photo
+
+    Image.fromarray(_photo(24, 24)).save(tmp_path / "a.png")
+    argvs, expected = [], []
+    for i, (model, args, needle) in enumerate(CRAFTED):
+        ckpt = crafted(tmp_path / f"c{i}.pt", model, **args)
+        argvs += [["restore", "--checkpoint", str(ckpt), str(tmp_path / "a.png"), "-o", str(tmp_path / "o")],
+                  ["evaluate", model, "--checkpoint", str(ckpt), "--params", str(REPO / "params.yaml"),
+                   "--data", str(tmp_path / "none"), "--out", str(tmp_path / "e"), "--no-mlflow"]]
+        expected += [("restore", ckpt, needle), ("evaluate", ckpt, needle)]
+    for r, (cmd, ckpt, needle) in zip(run_bounded(argvs, tmp_path, timeout=120), expected, strict=True):
+        lines = r["stderr"].strip().splitlines()
+        assert r["rc"] == 2 and len(lines) == 1, r
+        assert lines[0].startswith(f"interir-bench {cmd}: error: {ckpt}: ") and needle in lines[0], lines[0]
+        assert r["peak_mb"] < 1200, r  # imports take ~550 MB; the smoke model itself a few MB
+    assert not (tmp_path / "o").exists() and not (tmp_path / "e").exists()
+
+
+def test_tensor_shapes_dtypes_and_types_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import torch
+    from PIL import Image
+
+    from interir.registry import create_model
+    from tests.test_restore import _photo
+
+    Image.fromarray(_photo(24, 24)).save(tmp_path / "a.png")
+    good = create_model("nafnet", "smoke").state_dict()
+    key = next(iter(good))
+    cases = {
+        "shape": ({**good, key: torch.zeros(3, 3)}, f"{key!r} has shape (3, 3)"),
+        "dtype": ({**good, key: good[key].double()}, "torch.float64, the model's is torch.float32"),
+        "missing": ({k: v for k, v in good.items() if k != key}, f"missing {key!r}"),
+        "extra": ({**good, "evil": torch.zeros(1)}, "unexpected 'evil'"),
+        "not tensors": ({**good, key: [1, 2]}, "model_state is not a mapping of names to tensors"),
+    }
+    for name, (state, needle) in cases.items():
+        ckpt = crafted(tmp_path / f"{name.replace(' ', '_')}.pt", "nafnet", state=state)
+        assert cli.main(["restore", "--checkpoint", str(ckpt), str(tmp_path / "a.png"), "-o", str(tmp_path / "o")]) == 2
+        one_error_line(capsys, "restore", str(ckpt), needle)
+    from pipelines.engine import checkpoint as ckpt_io
+
+    ckpt_io.save(tmp_path / "t.pt", {"model": ["nafnet"], "model_args": {}, "step": 0, "model_state": {}})
+    assert cli.main(["restore", "--checkpoint", str(tmp_path / "t.pt"), str(tmp_path / "a.png"), "-o", "o"]) == 2
+    one_error_line(capsys, "restore", "checkpoint field 'model' is a list, expected str")
+
+
+def test_param_limit_leaves_room_for_every_paper_preset() -> None:
+    import torch
+
+    from interir.registry import create_model, list_models
+    from pipelines.engine.checkpoint import MAX_PARAMS
+
+    for name in list_models():
+        with torch.device("meta"):
+            n = sum(p.numel() for p in create_model(name, "paper").parameters())
+        assert 3 * n < MAX_PARAMS, name

@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         if dst in seen:
             raise UserError(f"{src}: same file stem as {seen[dst]}; both would write {dst}")
         seen[dst] = src
-    state = ckpt_io.load(a.checkpoint)
+    state, model = ckpt_io.load_model(a.checkpoint)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = ckpt_io.build_model(state, a.checkpoint).eval().to(device)
+    model = model.to(device)
     # Validate every input before writing anything (decoded twice: memory stays at one image).
     for src, _ in targets:
         read_image(src)
@@ -60,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(env.torch_threads())
     for src, dst in targets:
         x = torch.from_numpy(read_image(src)).permute(2, 0, 1)[None].to(device)
-        y = restore_tensor(model, x, stride=stride, tile=a.tile, overlap=a.overlap).float().cpu()
+        try:
+            y = restore_tensor(model, x, stride=stride, tile=a.tile, overlap=a.overlap).float().cpu()
+        except RuntimeError as exc:  # a checkpoint that built but does not run, or out of memory
+            raise UserError(f"{src}: restoring with {a.checkpoint} failed ({ckpt_io.first_line(exc)})") from None
         write_image(dst, y[0].permute(1, 2, 0).numpy())
         print(f"{src} -> {dst}", file=sys.stderr)
     return 0

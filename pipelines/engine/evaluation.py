@@ -90,7 +90,11 @@ def evaluate_pairs(
             group = list(same_size)
             x = torch.from_numpy(np.stack([x_np for _, _, x_np, _ in group])).permute(0, 3, 1, 2).to(device)
             t0 = time.perf_counter()
-            out = restore_tensor(model, x, stride=stride, tile=tile, overlap=overlap)
+            try:
+                out = restore_tensor(model, x, stride=stride, tile=tile, overlap=overlap)
+            except RuntimeError as exc:  # a checkpoint that built but does not run, or out of memory
+                raise UserError(f"{group[0][1].input}: the model failed on this image "
+                                f"({ckpt_io.first_line(exc)})") from None
             if device.type == "cuda":
                 torch.cuda.synchronize()
             runtime = (time.perf_counter() - t0) / len(group)
@@ -206,8 +210,8 @@ def evaluate_run(model_name: str, seed: int, params: Params, ckpt_path: Path, da
     cfg = params.evaluate
     workers = cfg.workers
     torch.set_num_threads(cfg.threads)
-    state = ckpt_io.load(ckpt_path, expect_model=model_name)
-    model = ckpt_io.build_model(state, ckpt_path).to(_device())
+    state, model = ckpt_io.load_model(ckpt_path, expect_model=model_name)
+    model = model.to(_device())
     from interir.registry import get_card
 
     card = get_card(model_name)

@@ -164,10 +164,18 @@ def resume(run: Run) -> Progress:
         if run.dist.is_main:
             print(f"{run.last}: written for another config or data version; starting afresh", file=sys.stderr)
         return Progress()
-    run.model.load_state_dict(state["model_state"])
-    run.opt.load_state_dict(state["optimizer_state"])
-    ckpt_io.set_rng_state(state["rng"])
-    step = int(state["step"])
+    # The resume key matched, but the file is still untrusted: shapes first, then the optimizer and RNG states.
+    ckpt_io.check_state(run.model, state["model_state"], run.last, run.name)
+    try:
+        run.model.load_state_dict(state["model_state"])
+        run.opt.load_state_dict(state["optimizer_state"])
+        ckpt_io.set_rng_state(state["rng"])
+        step = int(state["step"])
+        if not 0 <= step <= run.cfg.iters:
+            raise ValueError(f"step {step} outside [0, {run.cfg.iters}]")
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as exc:
+        raise ckpt_io.CheckpointError(f"{run.last}: unusable resume state ({ckpt_io.first_line(exc)}); delete it "
+                                      "to start afresh") from None
     if run.dist.is_main:
         print(f"resuming {run.name} from step {step} ({run.last})", file=sys.stderr)
     return Progress(step, state.get("mlflow_run_id"), [float(v) for v in state.get("recent_losses", [])],
