@@ -55,12 +55,28 @@ def make_tiny_mdir(root: Path, n_train: int = 4, n_test: int = 2, size: int = 48
             write_image(root / t, clean)
             rows.append({"file": f, "target": t, "source": f"astronaut_{i}", "split": split,
                          "combination": "noise", "haze": 0, "rain": 0, "noise": round(sigma, 3), "seed": i,
-                         "sha256": hashlib.sha256((root / f).read_bytes()).hexdigest()})
+                         "sha256": hashlib.sha256((root / f).read_bytes()).hexdigest(),
+                         "target_sha256": hashlib.sha256((root / t).read_bytes()).hexdigest()})
     with (root / "manifest.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
         w.writeheader()
         w.writerows(rows)
     return root
+
+
+def rehash_manifest(root: Path) -> None:
+    """Recompute the manifest's sha256 columns after a test edited the images on purpose."""
+    path = root / "manifest.csv"
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    for r in rows:
+        r["sha256"] = hashlib.sha256((root / r["file"]).read_bytes()).hexdigest()
+        r["target_sha256"] = hashlib.sha256((root / r["target"]).read_bytes()).hexdigest()
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
 
 
 @pytest.fixture

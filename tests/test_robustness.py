@@ -20,7 +20,7 @@ from tests.conftest import REPO, make_tiny_mdir, write_params
 
 def one_error_line(capsys: pytest.CaptureFixture, cmd: str, *needles: str) -> str:
     """The one line a failed command printed on stderr (progress bars aside); checks it names ``needles``."""
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip() and "\r" not in ln]
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip() and "%|" not in ln]  # no tqdm bars
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"interir-bench {cmd}: error: "), lines[0]
     for n in needles:
@@ -347,3 +347,161 @@ def test_param_limit_leaves_room_for_every_paper_preset() -> None:
         with torch.device("meta"):
             n = sum(p.numel() for p in create_model(name, "paper").parameters())
         assert 3 * n < MAX_PARAMS, name
+
+
+# ----------------------------------------------------------------------------------------- 1. interrupted runs
+
+
+def _tree(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _synth_params(tmp: Path, name: str, seed: int) -> Path:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["synthesize"]["seed"] = seed
+    raw["synthesize"]["workers"] = 2
+    path = tmp / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _train_argv(tmp: Path, data: Path, params: Path) -> list[str]:
+    return ["train", "nafnet", "--params", str(params), "--data", str(data), "--out", str(tmp / "tr"),
+            "--ckpt-dir", str(tmp / "ck"), "--no-mlflow"]
+
+
+def _kill_synthesis(params: Path, out: Path, delay: float) -> None:
+    """Run the synthesize stage in a child and SIGKILL it (the stage process only) ``delay`` seconds after its
+    build folder appears, unless it has finished by then."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.stages.synthesize", "--params", str(params),
+                             "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.parent.glob(f".{out.name}.build-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def test_killed_resynthesis_leaves_the_old_set_or_the_new_one(tmp_path: Path) -> None:
+    """SIGKILL a synthesis over an existing set (other params) at several moments: the folder always holds the
+    complete old set or the complete new one, which train accepts; no pool worker writes on after the kill;
+    a rerun gives the new set and clears the killed runs' build folders."""
+    import random
+    import shutil
+    import time
+
+    old_params, new_params = _synth_params(tmp_path, "old.yaml", 0), _synth_params(tmp_path, "new.yaml", 1)
+    out, ref = tmp_path / "datasets" / "mdir", tmp_path / "ref" / "mdir"
+    assert cli.main(["synthesize", "--params", str(old_params), "--out", str(out), "--workers", "1"]) == 0
+    assert cli.main(["synthesize", "--params", str(new_params), "--out", str(ref), "--workers", "1"]) == 0
+    old_tree, new_tree = _tree(out), _tree(ref)
+    assert old_tree != new_tree and old_tree.keys() & new_tree.keys()  # the same names hold other bytes
+    shutil.copytree(out, tmp_path / "old_copy")
+    rng = random.Random(0)
+    outcomes = []
+    for delay in (0.0, *(rng.uniform(0.3, 2.5) for _ in range(2))):  # the build takes ~2 s on 2 busy cores
+        _kill_synthesis(new_params, out, delay)
+        leftovers = sorted(out.parent.glob(".mdir.build-*"))
+        snapshot = {p: _tree(p) for p in leftovers}
+        time.sleep(0.8)
+        assert {p: _tree(p) for p in leftovers} == snapshot, "a pool worker kept writing after the kill"
+        tree = _tree(out)
+        assert tree in (old_tree, new_tree), f"a mixed dataset after a kill {delay:.2f} s into the build"
+        outcomes.append("new" if tree == new_tree else "old")
+        assert cli.main(_train_argv(tmp_path, out, old_params) + ["--stop-after", "1"]) == 0
+        shutil.rmtree(tmp_path / "ck")
+        if tree == new_tree:  # the next kill starts from the old set again
+            shutil.rmtree(out)
+            shutil.copytree(tmp_path / "old_copy", out)
+    assert "old" in outcomes, outcomes
+    assert cli.main(["synthesize", "--params", str(new_params), "--out", str(out), "--workers", "1"]) == 0
+    assert _tree(out) == new_tree and not list(out.parent.glob(".mdir.*"))
+
+
+def test_mixed_dataset_is_refused_by_train_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The issue's state: the old manifest, some files already the new run's. Training and evaluation verify
+    each file's sha256 as they read it."""
+    import shutil
+
+    data = make_tiny_mdir(tmp_path / "mdir")
+    other = make_tiny_mdir(tmp_path / "other", seed=1)
+    for f in ("train/0.png", "test/1.png"):
+        shutil.copyfile(other / f, data / f)
+    params = write_params(tmp_path / "params.yaml", iters=2, batch=4, patch=32)
+    assert cli.main(_train_argv(tmp_path, data, params)) == 2
+    one_error_line(capsys, "train", str(data / "train/0.png"), "does not match the sha256 in the manifest")
+    from tests.test_evaluate import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "m.pt")
+    assert cli.main(["evaluate", "nafnet", "--checkpoint", str(ckpt), "--params", str(params), "--data", str(data),
+                     "--out", str(tmp_path / "ev"), "--no-mlflow"]) == 2
+    one_error_line(capsys, "evaluate", str(data / "test/1.png"), "does not match the sha256")
+    (data / "manifest.csv").write_text((data / "manifest.csv").read_text().replace(",target_sha256", ",x"))
+    assert cli.main(_train_argv(tmp_path, data, params)) == 2
+    one_error_line(capsys, "train", "manifest lacks column 'target_sha256'")
+
+
+@pytest.mark.parametrize("stage", ["train", "evaluate"])
+def test_interrupted_output_write_keeps_the_previous_set(stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """Interrupted between two of its output files, a stage leaves the previous run's files, all of them."""
+    from pipelines.common import files
+
+    data = make_tiny_mdir(tmp_path / "mdir")
+    params = write_params(tmp_path / "params.yaml", iters=2, batch=2, patch=32, log_every=1, ckpt_every=1)
+    from tests.test_evaluate import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "m.pt")
+    if stage == "train":
+        argv, out, second = _train_argv(tmp_path, data, params), tmp_path / "tr" / "nafnet-s0", "train.json"
+    else:
+        argv = ["evaluate", "nafnet", "--checkpoint", str(ckpt), "--params", str(params), "--data", str(data),
+                "--out", str(tmp_path / "ev"), "--no-mlflow"]
+        out, second = tmp_path / "ev" / "nafnet-s0", "metrics.json"
+    assert cli.main(argv) == 0
+    before = _tree(out)
+    real = files.write_text
+
+    def interrupted(path, text):
+        if Path(path).name == second:
+            raise KeyboardInterrupt  # Ctrl-C after the first file of the set was written
+        real(path, text)
+
+    monkeypatch.setattr("pipelines.engine.loop.write_text" if stage == "train" else
+                        "pipelines.engine.evaluation.write_text", interrupted)
+    import shutil
+
+    shutil.rmtree(tmp_path / "ck", ignore_errors=True)
+    write_params(tmp_path / "params.yaml", iters=3, batch=2, patch=32, log_every=1, ckpt_every=1)  # other outputs
+    assert cli.main(argv) == 130
+    assert _tree(out) == before and not list(out.parent.glob(".*"))
+
+
+def test_replace_dir_without_renameat2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two-rename fallback, and an old folder set aside by a run killed between them is put back."""
+    from pipelines.common import files
+
+    monkeypatch.setattr(files, "_exchange", lambda a, b: False)
+    target = tmp_path / "set"
+    for content in ("one", "two"):
+        with files.atomic_dir(target) as build:
+            (build / "f").write_text(content)
+    assert (target / "f").read_text() == "two" and sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+    target.rename(tmp_path / ".set.old-999999999")  # killed between the renames: no target, the old set aside
+    with pytest.raises(RuntimeError), files.atomic_dir(target):
+        assert (target / "f").read_text() == "two"  # put back before the new build starts
+        raise RuntimeError
+    assert (target / "f").read_text() == "two" and sorted(p.name for p in tmp_path.iterdir()) == ["set"]

@@ -15,6 +15,8 @@ Writes are atomic (:mod:`pipelines.common.files`): a killed process never leaves
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import os
 import warnings
 from collections.abc import Iterator
@@ -43,12 +45,23 @@ class ImageError(UserError):
 
 
 @contextlib.contextmanager
-def open_image(path: str | os.PathLike) -> Iterator[Image.Image]:
+def open_image(path: str | os.PathLike, sha256: str | None = None) -> Iterator[Image.Image]:
     """``Image.open`` with the harness's one-line errors: missing, unreadable, or larger than :data:`MAX_PIXELS`
-    (checked from the header, before the pixels are decoded). Yields the lazily opened image."""
+    (checked from the header, before the pixels are decoded). Yields the lazily opened image.
+
+    With ``sha256``, the file's bytes are read once, hashed and decoded from memory: what is decoded is what
+    was verified (a file replaced between a check and a read cannot slip through).
+    """
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        source: str | os.PathLike | io.BytesIO = path
+        if sha256 is not None:
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise ImageError(f"{path}: content does not match the sha256 in the manifest (the dataset changed "
+                                 "after synthesis, or a synthesis was interrupted; run 'interir-bench synthesize')")
+            source = io.BytesIO(data)
+        with Image.open(source) as img:
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageError(f"{path}: declared size {w}x{h} exceeds the limit of {MAX_PIXELS:,} pixels "
@@ -122,10 +135,11 @@ def _to_rgb_array(img: Image.Image, path: Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read ``path`` as float32 RGB HxWx3 in [0, 1] following the module's rules."""
+def read_image(path: str | os.PathLike, sha256: str | None = None) -> np.ndarray:
+    """Read ``path`` as float32 RGB HxWx3 in [0, 1] following the module's rules; with ``sha256``, only if the
+    file's content has that hash (:func:`open_image`)."""
     path = Path(path)
-    with open_image(path) as img:
+    with open_image(path, sha256) as img:
         img.load()
         if img.mode in ("RGB;16", "RGBA;16", "RGB;16B", "RGBA;16B"):
             raise ImageError(f"{path}: 48/64-bit colour images are not supported by PIL; convert to 8-bit")

@@ -29,7 +29,7 @@ import torch
 
 from pipelines.common.config import Params
 from pipelines.common.env import UserError
-from pipelines.common.files import ensure_writable_dir, write_text
+from pipelines.common.files import atomic_dir, ensure_writable_dir, write_text
 from pipelines.common.paths import BY_COMBINATION, EVAL_METRICS, PER_IMAGE, SAMPLES
 from pipelines.data import sdir
 from pipelines.data.imageio import read_image, to_uint8, write_image
@@ -153,8 +153,8 @@ def eval_batch(card: Any, configured: int) -> int:
 
 
 def _load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-    """Both images of a pair, checked: same size, at least the SSIM window."""
-    x_np, y_np = read_image(pair.input), read_image(pair.target)
+    """Both images of a pair, checked: their manifest sha256 (MDIR pairs), same size, at least the SSIM window."""
+    x_np, y_np = read_image(pair.input, pair.sha256 or None), read_image(pair.target, pair.target_sha256 or None)
     if x_np.shape != y_np.shape:
         raise UserError(f"{pair.input}: size {x_np.shape[:2]} does not match its target {pair.target}")
     if min(x_np.shape[:2]) < SSIM_WIN:
@@ -231,14 +231,12 @@ def evaluate_run(model_name: str, seed: int, params: Params, ckpt_path: Path, da
     by_comb = "combination," + ",".join(METRIC_KEYS) + "\n" + "".join(
         f"{c}," + ",".join(f"{m[k]:.6f}" for k in METRIC_KEYS) + "\n"
         for c, m in agg["MDIR"].get("by_combination", {}).items())
-    try:
-        write_csv(out_dir / PER_IMAGE, rows)
-        write_text(out_dir / EVAL_METRICS, json.dumps(metrics, indent=2) + "\n")
-        write_text(out_dir / BY_COMBINATION, by_comb)
+    with atomic_dir(out_dir) as build:  # all files appear together: a kill never mixes two evaluations
+        write_csv(build / PER_IMAGE, rows)
+        write_text(build / EVAL_METRICS, json.dumps(metrics, indent=2) + "\n")
+        write_text(build / BY_COMBINATION, by_comb)
         for fname, arr in samples.items():
-            write_image(out_dir / SAMPLES / fname, arr)
-    except OSError as exc:
-        raise UserError(f"{exc.filename or out_dir}: cannot write ({exc.strerror})") from None
+            write_image(build / SAMPLES / fname, arr)
     if track:
         _track(model_name, seed, params.profile, dver, state, ckpt_path, metrics_backend, agg, out_dir)
     return metrics
@@ -287,8 +285,9 @@ def score_inputs(params: Params, data_dir: Path, out_dir: Path) -> dict[str, Any
                                workers=cfg.workers)
     agg = aggregate(rows)
     metrics = {s: {"n": e["n"], **{k: round(e[k], 6) for k in METRIC_KEYS}} for s, e in agg.items()}
-    write_csv(out_dir / PER_IMAGE, rows)
-    write_text(out_dir / EVAL_METRICS, json.dumps(metrics, indent=2) + "\n")
+    with atomic_dir(out_dir) as build:
+        write_csv(build / PER_IMAGE, rows)
+        write_text(build / EVAL_METRICS, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 

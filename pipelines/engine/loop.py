@@ -33,9 +33,9 @@ import torch
 
 from pipelines.common.config import Params, TrainConfig
 from pipelines.common.env import UserError
-from pipelines.common.files import ensure_writable_dir, write_text
+from pipelines.common.files import atomic_dir, ensure_writable_dir, write_text
 from pipelines.common.paths import MODEL_FILE, TRAIN_CURVE, TRAIN_SUMMARY
-from pipelines.data.manifest import data_version, read_manifest
+from pipelines.data.manifest import data_version, read_manifest, verify_pairs
 from pipelines.data.sampler import PatchSampler, StepBatches
 from pipelines.engine import checkpoint as ckpt_io
 from pipelines.engine import distributed as dist_mod
@@ -126,6 +126,7 @@ def setup(model_name: str, params: Params, seed: int, data_dir: Path, ckpt_dir: 
         raise UserError(f"params key train.{params.profile}.patch: {cfg.patch} is not a multiple of {model_name}'s "
                         f"stride {stride}")
     pairs = read_manifest(data_dir, "train")
+    verify_pairs(pairs)  # a mixed dataset is refused even if training would not sample its foreign files
     dver = data_version(data_dir)
     args = model_args(model_name, params.preset)
     train_keys = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_RESUME_KEY}
@@ -293,10 +294,11 @@ def finish(run: Run, prog: Progress, mlflow: Any, steps_this_run: int, elapsed: 
              "resumed_from": run.cfg.iters - steps_this_run}
     if run.dist.is_main:
         final = run.out_dir / MODEL_FILE
-        ckpt_io.save(final, checkpoint_payload(run, prog, resumable=False))
-        write_text(run.out_dir / TRAIN_SUMMARY, json.dumps(metrics, indent=2) + "\n")
-        write_text(run.out_dir / TRAIN_CURVE, "step,loss,lr\n" + "".join(
-            f"{p['step']},{p['loss']:.6f},{p['lr']:.6e}\n" for p in prog.curve))
+        with atomic_dir(run.out_dir) as build:  # the three files appear together: a kill never mixes two runs'
+            ckpt_io.save(build / MODEL_FILE, checkpoint_payload(run, prog, resumable=False))
+            write_text(build / TRAIN_SUMMARY, json.dumps(metrics, indent=2) + "\n")
+            write_text(build / TRAIN_CURVE, "step,loss,lr\n" + "".join(
+                f"{p['step']},{p['loss']:.6f},{p['lr']:.6e}\n" for p in prog.curve))
         if mlflow is not None:
             mlflow.log_metrics({"train/it_per_s": speed["it_per_s"]}, step=run.cfg.iters)
             mlflow.set_tags({"train.device": str(run.device), "train.world_size": str(run.dist.world),
