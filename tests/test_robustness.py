@@ -505,3 +505,68 @@ def test_replace_dir_without_renameat2(tmp_path: Path, monkeypatch: pytest.Monke
         assert (target / "f").read_text() == "two"  # put back before the new build starts
         raise RuntimeError
     assert (target / "f").read_text() == "two" and sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+# ----------------------------------------------------------------------------------------- 6. the MLflow UI
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ui_busy_port_is_one_line(capsys: pytest.CaptureFixture) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli.main(["ui", "--port", str(port)]) == 2
+    one_error_line(capsys, "ui", f"port {port} on 127.0.0.1 is in use")
+
+
+# A stand-in for `mlflow ui`: it starts a listening grandchild (as mlflow starts uvicorn) and dies on SIGTERM
+# without passing it on, which is what left uvicorn listening.
+_FAKE_SERVER = r"""
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import socket, sys, time; s = socket.socket(); "
+                          "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                          "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(600)", sys.argv[1]])
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_ui_sigterm_stops_the_whole_server_group(tmp_path: Path) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    port = _free_port()
+    (tmp_path / "fake.py").write_text(_FAKE_SERVER)
+    launcher = (f"import sys; from pipelines.commands import ui; "
+                f"ui.command = lambda h, p, u: [sys.executable, {str(tmp_path / 'fake.py')!r}, str(p)]; "
+                f"from pipelines import cli; sys.exit(cli.main(['ui', '--port', '{port}']))")
+    proc = subprocess.Popen([sys.executable, "-c", launcher], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.readline().startswith("MLflow UI: http://127.0.0.1:")
+    grandchild = int(proc.stdout.readline())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the grandchild listens
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(grandchild, 0)  # gone, not orphaned
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
