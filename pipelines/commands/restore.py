@@ -62,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         x = torch.from_numpy(read_image(src)).permute(2, 0, 1)[None].to(device)
         try:
             y = restore_tensor(model, x, stride=stride, tile=a.tile, overlap=a.overlap).float().cpu()
-        except RuntimeError as exc:  # a checkpoint that built but does not run, or out of memory
+        except (RuntimeError, ValueError, IndexError) as exc:  # a checkpoint that built but does not run, or no memory
             raise UserError(f"{src}: restoring with {a.checkpoint} failed ({ckpt_io.first_line(exc)})") from None
+        if not torch.isfinite(y).all():
+            raise UserError(f"{src}: {a.checkpoint} produced NaN or inf values (broken weights?); nothing written")
         write_image(dst, y[0].permute(1, 2, 0).numpy())
         print(f"{src} -> {dst}", file=sys.stderr)
     return 0

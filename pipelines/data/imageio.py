@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import io
 import os
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,9 +32,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 # copy is 1 GiB). ``$INTERIR_MAX_PIXELS`` raises or lowers it.
 _limit = os.environ.get("INTERIR_MAX_PIXELS", "")
 MAX_PIXELS = int(_limit) if _limit.isdigit() and int(_limit) > 0 else int(Image.MAX_IMAGE_PIXELS)
-# The limit is checked here, from the header, with a one-line error; PIL's own warning (between 1x and 2x its
-# limit) would print a multi-line warning before that check.
-warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 

@@ -128,7 +128,11 @@ def build_model(ckpt: dict[str, Any], path: str | Path = "<checkpoint>") -> torc
     check_state(skeleton, ckpt["model_state"], path, name)
     del skeleton
     model = entry.factory(**args)
-    model.load_state_dict(ckpt["model_state"], strict=True)
+    try:
+        model.load_state_dict(ckpt["model_state"], strict=True)
+    except RuntimeError as exc:  # a module's own check of the loaded values (e.g. ARConv's grid)
+        detail = "; ".join(ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip())[:200]
+        raise CheckpointError(f"{path}: weights do not load into {name!r} ({detail or first_line(exc)})") from None
     return model
 
 

@@ -92,9 +92,11 @@ def evaluate_pairs(
             t0 = time.perf_counter()
             try:
                 out = restore_tensor(model, x, stride=stride, tile=tile, overlap=overlap)
-            except RuntimeError as exc:  # a checkpoint that built but does not run, or out of memory
+            except (RuntimeError, ValueError, IndexError) as exc:  # a checkpoint that does not run, or no memory
                 raise UserError(f"{group[0][1].input}: the model failed on this image "
                                 f"({ckpt_io.first_line(exc)})") from None
+            if not torch.isfinite(out).all():
+                raise UserError(f"{group[0][1].input}: the model produced NaN or inf values (broken weights?)")
             if device.type == "cuda":
                 torch.cuda.synchronize()
             runtime = (time.perf_counter() - t0) / len(group)
