@@ -373,9 +373,9 @@ def _train_argv(tmp: Path, data: Path, params: Path) -> list[str]:
             "--ckpt-dir", str(tmp / "ck"), "--no-mlflow"]
 
 
-def _kill_synthesis(params: Path, out: Path, delay: float) -> None:
-    """Run the synthesize stage in a child and SIGKILL it (the stage process only) ``delay`` seconds after its
-    build folder appears, unless it has finished by then."""
+def _kill_during(argv: list[str], out: Path, delay: float) -> None:
+    """Run ``interir-bench argv`` in a child and SIGKILL it (that process only) ``delay`` seconds after its build
+    folder for ``out`` (``.<name>.build-<child pid>``) appears, unless it has finished by then."""
     import os
     import signal
     import subprocess
@@ -383,11 +383,12 @@ def _kill_synthesis(params: Path, out: Path, delay: float) -> None:
     import time
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.stages.synthesize", "--params", str(params),
-                             "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *argv], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not list(out.parent.glob(f".{out.name}.build-*")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    build = out.parent / f".{out.name}.build-{proc.pid}"
+    while not build.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
     try:
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:
@@ -412,8 +413,8 @@ def test_killed_resynthesis_leaves_the_old_set_or_the_new_one(tmp_path: Path) ->
     shutil.copytree(out, tmp_path / "old_copy")
     rng = random.Random(0)
     outcomes = []
-    for delay in (0.0, *(rng.uniform(0.3, 2.5) for _ in range(2))):  # the build takes ~2 s on 2 busy cores
-        _kill_synthesis(new_params, out, delay)
+    for delay in (0.0, rng.uniform(0.2, 1.0), rng.uniform(1.0, 3.0)):  # the build takes 1-2 s on 2 busy cores
+        _kill_during(["synthesize", "--params", str(new_params), "--out", str(out)], out, delay)
         leftovers = sorted(out.parent.glob(".mdir.build-*"))
         snapshot = {p: _tree(p) for p in leftovers}
         time.sleep(0.8)
@@ -426,7 +427,7 @@ def test_killed_resynthesis_leaves_the_old_set_or_the_new_one(tmp_path: Path) ->
         if tree == new_tree:  # the next kill starts from the old set again
             shutil.rmtree(out)
             shutil.copytree(tmp_path / "old_copy", out)
-    assert "old" in outcomes, outcomes
+    assert outcomes[0] == "old", outcomes  # killed as the build started
     assert cli.main(["synthesize", "--params", str(new_params), "--out", str(out), "--workers", "1"]) == 0
     assert _tree(out) == new_tree and not list(out.parent.glob(".mdir.*"))
 
@@ -570,3 +571,41 @@ def test_ui_sigterm_stops_the_whole_server_group(tmp_path: Path) -> None:
         os.kill(grandchild, 0)  # gone, not orphaned
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
+
+
+def test_killed_train_and_evaluate_leave_the_old_result_or_the_new_one(tmp_path: Path) -> None:
+    """SIGKILL train and evaluate while they write their outputs (as their build folder appears) and at a random
+    later moment: the run folder holds the previous run's files or the new run's, all of them, never a mix;
+    a rerun completes the new one."""
+    import random
+    import shutil
+
+    data = make_tiny_mdir(tmp_path / "mdir")
+    old_p = write_params(tmp_path / "old.yaml", iters=2, batch=2, patch=32, log_every=1, ckpt_every=1)
+    new_p = write_params(tmp_path / "new.yaml", iters=3, batch=2, patch=32, log_every=1, ckpt_every=1)
+    out, ev, ck = tmp_path / "tr" / "nafnet-s0", tmp_path / "ev" / "nafnet-s0", tmp_path / "ck"
+
+    def train(params: Path) -> list[str]:
+        return _train_argv(tmp_path, data, params)
+
+    def evaluate(params: Path) -> list[str]:
+        return ["evaluate", "nafnet", "--params", str(params), "--data", str(data), "--train-dir", str(out.parent),
+                "--out", str(ev.parent), "--no-mlflow"]
+
+    trees = {}
+    for name, params in (("new", new_p), ("old", old_p)):  # the old result stays in place
+        shutil.rmtree(ck, ignore_errors=True)
+        assert cli.main(train(params)) == 0 and cli.main(evaluate(params)) == 0
+        trees[name] = (_tree(out), _tree(ev))
+    assert trees["old"][0] != trees["new"][0] and trees["old"][1] != trees["new"][1]
+    rng = random.Random(1)
+    shutil.rmtree(ck)
+    for delay in (0.0, rng.uniform(0, 0.05)):  # the write takes a few tens of ms
+        _kill_during(train(new_p), out, delay)
+        assert _tree(out) in (trees["old"][0], trees["new"][0]), f"mixed train outputs, kill {delay:.2f} s in"
+    assert cli.main(train(new_p)) == 0 and _tree(out) == trees["new"][0]  # resumed or not: the same weights
+    for delay in (0.0, rng.uniform(0, 0.05)):
+        _kill_during(evaluate(new_p), ev, delay)
+        assert _tree(ev) in (trees["old"][1], trees["new"][1]), f"mixed evaluate outputs, kill {delay:.2f} s in"
+    assert cli.main(evaluate(new_p)) == 0 and _tree(ev) == trees["new"][1]
+    assert not list(out.parent.glob(".*")) and not list(ev.parent.glob(".*"))  # the killed runs' folders cleared
