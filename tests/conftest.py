@@ -96,7 +96,7 @@ def write_params(path: Path, **train_overrides) -> Path:
 
 
 # A child that runs ``interir-bench`` argv lists in-process under an address-space limit and reports, per run,
-# the exit status, stderr and the process's peak resident size so far (tests/test_robustness.py, test_fuzz.py).
+# the exit status, stderr and the process's peak resident size so far (tests/test_robustness.py).
 _BOUNDED_CHILD = r"""
 import contextlib, io, json, resource, sys
 limit = int(sys.argv[1])
@@ -114,7 +114,8 @@ for argv in json.loads(open(sys.argv[2]).read()):
             import traceback
             traceback.print_exc(file=err)
             rc = 1
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: the latter keeps the parent's peak when the child was forked (it survives exec).
+    peak_mb = int(next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")).split()[1]) / 1024
     results.append({"rc": rc, "stderr": err.getvalue(), "peak_mb": peak_mb})
 print(json.dumps(results))
 """

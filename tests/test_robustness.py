@@ -279,7 +279,7 @@ CRAFTED = [
     ("nafnet", {"width": 10**7}, "model argument 'width' of nafnet must be in [1, 128]"),
     ("interir", {"colour": 3}, "unexpected model argument 'colour' for interir"),
     ("nafnet", {"enc_blocks": [1] * 40}, "'enc_blocks' of nafnet must have 2 to 4 entries"),
-    ("interir", {"width": 352, "depth": 64}, "parameters, more than the limit of 150,000,000"),
+    ("interir", {"width": 352, "depth": 17}, "parameters, more than the limit of 150,000,000"),
     ("interir", {"width": 24}, "weights do not match model 'interir'"),  # in range, but the weights are width 16's
     ("deepsn_net", {"conv": "xconv"}, "unexpected model argument 'conv'"),  # a deepsn_xconv labelled deepsn_net
     ("interir", {"depth": True}, "must be an integer, got True"),
@@ -337,6 +337,7 @@ def test_tensor_shapes_dtypes_and_types_are_checked(tmp_path: Path, capsys: pyte
     one_error_line(capsys, "restore", "checkpoint field 'model' is a list, expected str")
 
 
+@pytest.mark.slow  # builds every paper preset on the meta device (~8 s); guards MAX_PARAMS when a preset grows
 def test_param_limit_leaves_room_for_every_paper_preset() -> None:
     import torch
 
@@ -604,7 +605,7 @@ def test_killed_train_and_evaluate_leave_the_old_result_or_the_new_one(tmp_path:
         _kill_during(train(new_p), out, delay)
         assert _tree(out) in (trees["old"][0], trees["new"][0]), f"mixed train outputs, kill {delay:.2f} s in"
     assert cli.main(train(new_p)) == 0 and _tree(out) == trees["new"][0]  # resumed or not: the same weights
-    for delay in (0.0, rng.uniform(0, 0.05)):
+    for delay in (0.0,):  # as the build starts: the window in which a mix could arise
         _kill_during(evaluate(new_p), ev, delay)
         assert _tree(ev) in (trees["old"][1], trees["new"][1]), f"mixed evaluate outputs, kill {delay:.2f} s in"
     assert cli.main(evaluate(new_p)) == 0 and _tree(ev) == trees["new"][1]
