@@ -160,10 +160,16 @@ class ARConv2d(nn.Module):
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self._grid_cache: tuple[int, int] = (3, 3)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # keep the python cache in sync
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):  # keep the python cache in sync; a grid must be one of GRID_SIZES
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
         if self.grid.device.type != "meta":
-            self._grid_cache = (int(self.grid[0]), int(self.grid[1]))
+            grid = (int(self.grid[0]), int(self.grid[1]))
+            if grid[0] * 10 + grid[1] not in GRID_SIZES:
+                error_msgs.append(f"{prefix}grid: {grid[0]}x{grid[1]} is not an ARConv grid size")
+            else:
+                self._grid_cache = grid
 
     def _choose_grid(self, length: torch.Tensor, width: torch.Tensor) -> tuple[int, int]:
         scale = max(self.hw_max // 9, 1)

@@ -8,6 +8,8 @@ directory scans), so importing this module stays cheap.
 from __future__ import annotations
 
 import importlib
+import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -142,6 +144,83 @@ def model_args(name: str, preset: str = "smoke", **overrides: Any) -> dict[str, 
     if preset not in entry.presets:
         raise KeyError(f"model {name!r} has no preset {preset!r}; presets: {', '.join(entry.presets)}")
     return {**entry.presets[preset], **overrides}
+
+
+# Constructor arguments from an untrusted source (a checkpoint) may reach this many times the largest value any
+# preset uses (width, depth, expansion ratios, ...): room for a model between the presets, not one that takes
+# gigabytes before its first weight is checked.
+ARG_FACTOR = 4
+
+
+def check_args(name: str, args: Any) -> dict[str, Any]:
+    """Validate constructor arguments that come from outside the code (a checkpoint's ``model_args``).
+
+    Nothing is built. A key must be one that a preset of ``name`` uses or that the factory names; a value must
+    have the type of that key's preset values (a list stands for a tuple), an integer must lie between
+    min(1, the smallest preset value) and :data:`ARG_FACTOR` times the largest one, a tuple must be as long as
+    a preset's, a string one of the values the presets or the factory's default use. Returns the arguments with
+    lists as tuples; raises ``ValueError`` with a one-line message naming the key.
+    """
+    entry = _entry(name)
+    if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+        raise ValueError(f"model_args must be a mapping of names to values, got {type(args).__name__}")
+    seen: dict[str, list[Any]] = {}
+    for preset in entry.presets.values():
+        for key, value in preset.items():
+            seen.setdefault(key, []).append(value)
+    for param in inspect.signature(entry.factory).parameters.values():
+        if param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            seen.setdefault(param.name, [])
+            if param.default is not param.empty:
+                seen[param.name].append(param.default)
+    out = {}
+    for key, value in args.items():
+        if key not in seen:
+            raise ValueError(f"unexpected model argument {key!r} for {name} (known: {', '.join(sorted(seen))})")
+        out[key] = _check_value(f"model argument {key!r} of {name}", value, seen[key])
+    return out
+
+
+def _check_value(what: str, value: Any, examples: list[Any]) -> Any:
+    """``value`` checked against the values the presets give the same key (see :func:`check_args`)."""
+    if value is None and None in examples:
+        return None
+    given = [e for e in examples if e is not None]
+    if isinstance(value, (list, tuple)) and given and all(isinstance(e, (list, tuple)) for e in given):
+        lengths = [len(e) for e in given]
+        if not min(lengths) <= len(value) <= max(lengths):
+            raise ValueError(f"{what} must have {min(lengths)} to {max(lengths)} entries, got {len(value)}")
+        items = [v for e in given for v in e]
+        return tuple(_check_value(what, v, items) for v in value)
+    kinds = {type(e) for e in given}
+    if kinds == {bool}:
+        if not isinstance(value, bool):
+            raise ValueError(f"{what} must be true or false, got {_short(value)}")
+        return value
+    if kinds == {int}:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{what} must be an integer, got {_short(value)}")
+        lo, hi = min(1, *given), ARG_FACTOR * max(1, *given)
+        if not lo <= value <= hi:
+            raise ValueError(f"{what} must be in [{lo}, {hi}], got {_short(value)}")
+        return value
+    if kinds and kinds <= {int, float}:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{what} must be a number, got {_short(value)}")
+        hi = ARG_FACTOR * max(1.0, *(abs(e) for e in given))
+        if not -hi <= value <= hi:
+            raise ValueError(f"{what} must be in [{-hi:g}, {hi:g}], got {_short(value)}")
+        return value
+    if kinds == {str}:
+        if value not in given:
+            raise ValueError(f"{what} must be one of {', '.join(map(repr, sorted(set(given))))}, got {_short(value)}")
+        return value
+    raise ValueError(f"{what}: {_short(value)} is not a value this model takes")
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def create_model(name: str, preset: str = "smoke", **overrides: Any) -> nn.Module:

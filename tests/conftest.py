@@ -63,12 +63,28 @@ def make_tiny_mdir(root: Path, n_train: int = 4, n_test: int = 2, size: int = 48
             write_image(root / t, clean)
             rows.append({"file": f, "target": t, "source": f"astronaut_{i}", "split": split,
                          "combination": "noise", "haze": 0, "rain": 0, "noise": round(sigma, 3), "seed": i,
-                         "sha256": hashlib.sha256((root / f).read_bytes()).hexdigest()})
+                         "sha256": hashlib.sha256((root / f).read_bytes()).hexdigest(),
+                         "target_sha256": hashlib.sha256((root / t).read_bytes()).hexdigest()})
     with (root / "manifest.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
         w.writeheader()
         w.writerows(rows)
     return root
+
+
+def rehash_manifest(root: Path) -> None:
+    """Recompute the manifest's sha256 columns after a test edited the images on purpose."""
+    path = root / "manifest.csv"
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    for r in rows:
+        r["sha256"] = hashlib.sha256((root / r["file"]).read_bytes()).hexdigest()
+        r["target_sha256"] = hashlib.sha256((root / r["target"]).read_bytes()).hexdigest()
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
 
 
 @pytest.fixture
@@ -130,3 +146,48 @@ def running_mlflow_server(folder: Path) -> Iterator[str]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+# A child that runs ``interir-bench`` argv lists in-process under an address-space limit and reports, per run,
+# the exit status, stderr and the process's peak resident size so far (tests/test_robustness.py).
+_BOUNDED_CHILD = r"""
+import contextlib, io, json, resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from pipelines import cli
+results = []
+for argv in json.loads(open(sys.argv[2]).read()):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = cli.main(argv)
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else 1
+        except BaseException as exc:  # a traceback: what the tests look for
+            import traceback
+            traceback.print_exc(file=err)
+            rc = 1
+    # VmHWM, not ru_maxrss: the latter keeps the parent's peak when the child was forked (it survives exec).
+    peak_mb = int(next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")).split()[1]) / 1024
+    results.append({"rc": rc, "stderr": err.getvalue(), "peak_mb": peak_mb})
+print(json.dumps(results))
+"""
+
+# torch and the project's imports map about 3.3 GB of address space (libraries, not memory) and 0.55 GB of RSS.
+BOUNDED_AS_MB = 6144
+
+
+def run_bounded(argvs: list[list[str]], tmp: Path, limit_mb: int = BOUNDED_AS_MB, timeout: float = 300,
+                env: dict[str, str] | None = None) -> list[dict]:
+    """Run each argv through ``pipelines.cli.main`` in one child process under RLIMIT_AS = ``limit_mb``."""
+    import json
+    import subprocess
+    import sys
+
+    spec = tmp / "argvs.json"
+    spec.write_text(json.dumps(argvs))
+    child_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env or {})}
+    proc = subprocess.run([sys.executable, "-c", _BOUNDED_CHILD, str(limit_mb * 2**20), str(spec)], cwd=tmp,
+                          capture_output=True, text=True, timeout=timeout, env=child_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -18,7 +18,7 @@ from pipelines.data.imageio import read_image, write_image
 from pipelines.data.manifest import read_manifest
 from pipelines.engine import checkpoint as ckpt_io
 from pipelines.engine.inference import restore_tensor
-from tests.conftest import REPO
+from tests.conftest import REPO, rehash_manifest
 
 
 def save_checkpoint(path: Path, model_name: str = "nafnet", seed: int = 0) -> Path:
@@ -266,6 +266,7 @@ def test_mismatched_pair_is_one_line_error(setup: dict[str, Path], capsys: pytes
     files = _existing_outputs(setup)
     pair = read_manifest(setup["data"], "test")[0]
     write_image(pair.target, np.zeros((40, 48, 3), np.uint8))
+    rehash_manifest(setup["data"])  # a consistent set whose pair sizes differ
     assert _run(setup) == 2
     _one_error_line(capsys, str(pair.input), "does not match")
     _unchanged(files)
@@ -325,6 +326,7 @@ def test_image_smaller_than_the_ssim_window(setup: dict[str, Path], capsys: pyte
     pair = read_manifest(setup["data"], "test")[0]
     write_image(pair.input, np.zeros((8, 30, 3), np.uint8))
     write_image(pair.target, np.zeros((8, 30, 3), np.uint8))
+    rehash_manifest(setup["data"])
     assert _run(setup) == 2
     _one_error_line(capsys, str(pair.input), "SSIM window")
 

@@ -169,3 +169,15 @@ def test_closure_sees_the_registry_models() -> None:
     assert REPO / "baselines" / "fdtanet.py" in train
     synth = closure(REPO / "pipelines" / "stages" / "synthesize.py")
     assert REPO / "interir" / "model.py" not in synth
+
+
+def test_every_output_persists() -> None:
+    """DVC deletes a stage's outputs before its command runs unless they are persist: true; every stage here
+    replaces its outputs atomically once it has succeeded, so a failed or killed run keeps the previous ones
+    (docs/robustness.md; the workflow test runs failing experiments)."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                path, opts = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+                assert opts.get("persist") is True, f"{name}: {kind} {path} is not persist: true"

@@ -55,7 +55,8 @@ def _write_manifest(root: Path) -> list[dict]:
                          "combination": comb, "haze": 100.0 if "haze" in comb else 0.0,
                          "rain": float(rng.uniform(50, 300)) if "rain" in comb else 0.0,
                          "noise": float(rng.uniform(0, 50)) if "noise" in comb else 0.0, "seed": s,
-                         "sha256": hashlib.sha256((root / f).read_bytes()).hexdigest()})
+                         "sha256": hashlib.sha256((root / f).read_bytes()).hexdigest(),
+                         "target_sha256": hashlib.sha256((root / f"clean/src{s}.png").read_bytes()).hexdigest()})
     with (root / "manifest.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
         w.writeheader()

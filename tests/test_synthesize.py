@@ -70,7 +70,7 @@ def smoke_out(tmp_path_factory) -> Path:
 def test_manifest_columns_counts_and_files(smoke_out):
     rows = _rows(smoke_out)
     header = (smoke_out / "manifest.csv").read_text().splitlines()[0]
-    assert header == "file,target,source,group,split,combination,haze,rain,noise,seed,sha256"
+    assert header == "file,target,source,group,split,combination,haze,rain,noise,seed,sha256,target_sha256"
     test = [r for r in rows if r["split"] == "test"]
     train = [r for r in rows if r["split"] == "train"]
     assert len(rows) == len(test) + len(train)

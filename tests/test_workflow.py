@@ -100,6 +100,26 @@ def test_a_clone_pulls_the_results_and_reproduces_nothing(reproduced: Path) -> N
     assert (clone / "reports/index.html").is_file()
 
 
+def _outputs(root: Path) -> dict[str, bytes]:
+    folders = ("datasets/mdir", "results", "reports/tables", "reports/figures")
+    return {p.relative_to(root).as_posix(): p.read_bytes() for f in folders for p in sorted((root / f).rglob("*"))
+            if p.is_file() and p.name != ".gitignore"}  # DVC rewrites its .gitignore files as it pleases
+
+
+@pytest.mark.parametrize("bad", ["train.smoke.iters=abc", "train.smoke.batch=-4", "profile=nonsense",
+                                 "synthesize.noise_range=[0,500]"])
+def test_a_failed_experiment_keeps_every_previous_output(reproduced: Path, bad: str) -> None:
+    """Outputs are persist: true and the stages replace them atomically, so a run that fails on its params
+    deletes nothing (DVC would otherwise remove a stage's outputs, and the uncached metrics, before its command
+    runs); restoring params.yaml leaves the pipeline up to date."""
+    before = _outputs(reproduced)
+    failed = sh(reproduced, "dvc", "exp", "run", "-S", bad, check=False)
+    assert failed.returncode != 0 and "error: " in failed.stdout + failed.stderr
+    assert _outputs(reproduced) == before
+    sh(reproduced, "git", "checkout", "params.yaml")
+    assert "up to date" in sh(reproduced, "dvc", "status").stdout
+
+
 def test_plots_render_offline(reproduced: Path) -> None:
     out = reproduced.parent / "plots_out"  # outside the project: its git status stays clean
     sh(reproduced, *CLI, "plots", "show", "-o", str(out))

@@ -7,17 +7,20 @@ that row's degraded image, because the synthesize stage uses the same :func:`deg
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from pipelines.common import entry
+from pipelines.common.config import check_seed
 from pipelines.common.env import UserError
+from pipelines.common.files import check_writable_dir
 from pipelines.data.degradations import DEPTH_PROXIES, Levels, degrade, load_depth, proxy_depth
 from pipelines.data.imageio import IMAGE_SUFFIXES, read_image, write_image
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="interir-bench degrade",
+    p = entry.ArgumentParser(prog="interir-bench degrade",
                                 description="Apply haze, rain and noise (in that order) to one image. "
                                             "A level of 0 leaves that component off.")
     p.add_argument("image", help="input image (PNG, JPEG, BMP, TIFF)")
@@ -35,9 +38,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    check_seed(args.seed)
     out = Path(args.out)
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"{out}: unknown image suffix (use one of {', '.join(sorted(IMAGE_SUFFIXES))})")
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder; -o takes the output image's file name")
+    for given in filter(None, (args.image, args.depth)):
+        if out.exists() and Path(given).exists() and os.path.samefile(out, given):
+            raise UserError(f"{out}: is the input {given}; write the degraded image to another file")
+    check_writable_dir(out.parent)
     levels = Levels(args.haze, args.rain, args.noise)
     levels.validate()
     img = read_image(args.image)

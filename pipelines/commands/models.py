@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -10,6 +9,7 @@ from numbers import Number
 from typing import Any
 
 from interir.registry import get_card, list_models, model_args
+from pipelines.common import entry
 
 
 def paper_numbers(paper_rows: tuple[tuple[str, str], ...]) -> dict[str, dict[str, Any]]:
@@ -51,7 +51,7 @@ def card_info(name: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="interir-bench models", description=__doc__.splitlines()[0])
+    p = entry.ArgumentParser(prog="interir-bench models", description=__doc__.splitlines()[0])
     p.add_argument("name", nargs="?", help="show this model's card, presets and the paper's numbers")
     a = p.parse_args(argv)
     if a.name is None:

@@ -22,14 +22,13 @@ cluster``, which sends the same chains to SLURM). The MLflow store is created on
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from pipelines.common import paths
+from pipelines.common import entry, paths
 from pipelines.common.config import load_params
 from pipelines.common.dvcrun import build_page, chains, dvc
 from pipelines.common.env import UserError
@@ -81,7 +80,7 @@ def run(jobs: int, params_path: Path, log_dir: Path = LOG_DIR, echo=lambda m: pr
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="interir-bench repro", description=__doc__.splitlines()[0])
+    p = entry.ArgumentParser(prog="interir-bench repro", description=__doc__.splitlines()[0])
     p.add_argument("-j", "--jobs", type=int, default=None,
                    help="parallel jobs (default: $INTERIR_JOBS, else cores // train.threads)")
     p.add_argument("--params", default=str(paths.PARAMS))

@@ -6,10 +6,21 @@ line on stderr and exit status 2; Ctrl-C exits 130; anything else is a bug and k
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from pipelines.common import env
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: a bad flag or value is a :class:`~pipelines.common.env.UserError`
+    (``interir-bench <cmd>: error: argument --seed: invalid int value: 'x' (see --help)``, exit 2), not
+    argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise env.UserError(f"{message} (see --help)")
 
 
 def run(prog: str, main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:

@@ -43,6 +43,17 @@ def apply_defaults() -> None:
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
     tune_malloc()
+    quiet_image_warnings()
+
+
+def quiet_image_warnings() -> None:
+    """PIL's warnings about the files it reads are two more lines on stderr, against the one-line errors:
+    ``DecompressionBombWarning`` (``read_image`` checks the size itself, from the header, and refuses with one
+    line) and the ``UserWarning`` about damage PIL reads past ("Corrupt EXIF data", "Tag data larger than
+    file"): an image that cannot be used is refused with one line anyway."""
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"PIL\.")
 
 
 def tune_malloc() -> bool:

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from pipelines.common.env import UserError
+from pipelines.data.imageio import MAX_PIXELS, open_image
 
 AIRLIGHT_RGB = np.array([201.0, 225.0, 225.0], dtype=np.float32) / 255.0  # TANet's (B,G,R) = (225,225,201)
 KOSCHMIEDER = 3.912  # ln(1/0.02): contrast threshold 2 %
@@ -202,15 +203,22 @@ def load_depth(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
-        if path.suffix.lower() in (".npz", ".npy"):
-            data = np.load(path)
-            raw = np.asarray(data[data.files[0]] if hasattr(data, "files") else data, dtype=np.float64)
+        if path.suffix.lower() == ".npy":
+            data = np.load(path, mmap_mode="r")  # the header only: the size is checked before reading
+            if data.size > MAX_PIXELS:
+                raise UserError(f"{path}: depth map of shape {data.shape} exceeds the limit of {MAX_PIXELS:,} pixels")
+            raw = np.asarray(data, dtype=np.float64)
+        elif path.suffix.lower() == ".npz":
+            with np.load(path) as data:
+                declared = sum(info.file_size for info in data.zip.infolist())  # uncompressed, from the zip
+                if declared > 8 * MAX_PIXELS + 4096:
+                    raise UserError(f"{path}: {declared:,} bytes uncompressed exceeds the limit of {MAX_PIXELS:,} "
+                                    "float64 pixels")
+                raw = np.asarray(data[data.files[0]], dtype=np.float64)
         else:
-            from PIL import Image
-
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 raw = np.asarray(im).astype(np.float64)
-    except (OSError, ValueError, KeyError, IndexError) as exc:
+    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError) as exc:
         raise UserError(f"{path}: unreadable depth file ({exc.__class__.__name__})") from None
     if raw.ndim == 3:
         raw = raw[:, :, 0]

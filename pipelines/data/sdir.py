@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from pipelines.common.env import UserError
-from pipelines.data.imageio import IMAGE_SUFFIXES
+from pipelines.data.imageio import IMAGE_SUFFIXES, image_size
 from pipelines.data.manifest import Pair  # name = the input's stem, unique within the set
 
 DERAIN_SETS = ("rain100l", "rain100h", "test100", "test1200")
@@ -35,13 +35,7 @@ def _images(folder: Path) -> list[Path]:
 
 
 def _size(path: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise UserError(f"{path}: unreadable image ({exc.__class__.__name__})") from None
+    return image_size(path)
 
 
 def _check_sizes(pairs: list[Pair]) -> list[Pair]:

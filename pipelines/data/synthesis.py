@@ -32,11 +32,11 @@ import numpy as np
 
 from pipelines.common.config import SynthesizeConfig
 from pipelines.common.env import UserError
-from pipelines.common.files import atomic_path, write_text
+from pipelines.common.files import atomic_dir, atomic_path, write_text
 from pipelines.data import sdir
 from pipelines.data.degradations import Levels, degrade, load_depth, proxy_depth
-from pipelines.data.imageio import read_image, to_uint8, write_image
-from pipelines.data.manifest import COMBINATIONS, MANIFEST, MANIFEST_COLUMNS, SDIR_DIR, Pair
+from pipelines.data.imageio import image_size, read_image, to_uint8, write_image
+from pipelines.data.manifest import COMBINATIONS, MANIFEST, MANIFEST_COLUMNS, SDIR_DIR, Pair, file_sha256
 from pipelines.data.sources import Source, group_near_duplicates, list_clean_sources, thumbnail
 
 STRIDE = 8  # models downsample 3 times: H and W must be multiples of 8
@@ -81,14 +81,6 @@ def crop_box(h: int, w: int, crop: int) -> tuple[int, int, int, int]:
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fmt(x: float) -> str:
     return f"{x:g}" if x != int(x) else str(int(x))
 
@@ -118,9 +110,21 @@ class SourceTask:
 
 
 def _worker_init() -> None:
+    import multiprocessing
+
     import cv2
 
     cv2.setNumThreads(1)  # one process per core; cv2 threads would only oversubscribe
+    parent = multiprocessing.parent_process()
+    if sys.platform.startswith("linux") and parent is not None:
+        # A pool worker dies with the stage: a SIGKILLed parent's workers would otherwise go on with the tasks
+        # already queued to them, writing into the build folder of a run that no longer exists.
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent.pid:  # the parent died before the line above: nobody will kill us
+            os._exit(1)
 
 
 def load_source(source: Source, crop: int, depth_proxy: str) -> tuple[np.ndarray, np.ndarray, str]:
@@ -146,11 +150,13 @@ def check_source(args: tuple[Source, int, int, str]) -> dict:
     """Pass 1: can this source be used? Returns sizes, sha256 and a thumbnail, or the error."""
     source, crop, patch, depth_proxy = args
     try:
-        img, _, depth_origin = load_source(source, crop, depth_proxy)
-        h, w = img.shape[:2]
+        width, height = image_size(source.path)
+        _, _, h, w = crop_box(height, width, crop)
         if min(h, w) < patch:
-            raise UserError(f"{source.path}: {w}x{h} after cropping is smaller than the training patch {patch}")
-        return {"id": source.id, "ok": True, "sha256": _file_sha256(source.path), "crop": [h, w],
+            cropped = f" ({w}x{h} after cropping)" if (h, w) != (height, width) else ""
+            raise UserError(f"{source.path}: {width}x{height}{cropped} is smaller than the training patch {patch}")
+        img, _, depth_origin = load_source(source, crop, depth_proxy)
+        return {"id": source.id, "ok": True, "sha256": file_sha256(source.path), "crop": [h, w],
                 "depth": depth_origin, "thumb": thumbnail(img)}
     except UserError as exc:  # ImageError is a UserError
         return {"id": source.id, "ok": False, "error": str(exc)}
@@ -163,14 +169,14 @@ def run_source(task: SourceTask) -> list[dict]:
     out = Path(task.out)
     target = f"clean/{src.id}.png"
     write_image(out / target, img)
-    rows = [{"file": target, "source": src.id, "split": "clean", "sha256": _file_sha256(out / target)}]
+    rows = [{"file": target, "source": src.id, "split": "clean", "sha256": file_sha256(out / target)}]
     for job in task.jobs:
         degraded = degrade(img, job.levels, depth, job.seed)
         write_image(out / job.file, degraded)
         rows.append({
             "file": job.file, "target": target, "source": src.id, "split": job.split,
             "combination": job.combination, "haze": _fmt(job.levels.haze), "rain": _fmt(job.levels.rain),
-            "noise": _fmt(job.levels.noise), "seed": str(job.seed), "sha256": _file_sha256(out / job.file),
+            "noise": _fmt(job.levels.noise), "seed": str(job.seed), "sha256": file_sha256(out / job.file),
         })
     return rows
 
@@ -345,24 +351,10 @@ def _pool_map(fn, items: list, workers: int, desc: str) -> Iterable:
             for res in pool.imap(fn, items, chunksize=1):
                 yield res
                 bar.update()
+            pool.close()  # every worker has exited before the caller goes on (and, say, swaps the folder in)
+            pool.join()
     finally:
         bar.close()
-
-
-def _remove_stale(out: Path, keep: set[str]) -> int:
-    """Delete images under clean/, train/, test/ that the manifest does not list, and temp leftovers."""
-    removed = 0
-    for sub in ("clean", "train", "test", SDIR_DIR):
-        base = out / sub
-        if not base.is_dir():
-            continue
-        for p in sorted(base.rglob("*")):
-            if p.is_file() and (p.name.startswith(".") or p.relative_to(out).as_posix() not in keep):
-                p.unlink()
-                removed += 1
-    for p in out.glob(".*.tmp*"):
-        p.unlink()
-    return removed
 
 
 def validate_config(cfg: SynthesizeConfig) -> None:
@@ -408,82 +400,79 @@ def synthesize(cfg: SynthesizeConfig, out: Path, data_root: Path | None, patch: 
     test, train = split_sources(ids, groups, cfg, reserved)
     jobs = plan_jobs(test, train, cfg)
 
-    out.mkdir(parents=True, exist_ok=True)
-    tasks = [SourceTask(by_id[sid], cfg.crop, cfg.depth_proxy, str(out), tuple(jobs[sid])) for sid in sorted(jobs)]
-    rows: list[dict] = []
-    clean_sha: dict[str, str] = {}
-    group_of = dict(zip(ids, groups))
-    for res in _pool_map(run_source, tasks, n_workers, "synthesizing"):
-        clean_sha[res[0]["source"]] = res[0]["sha256"]
-        rows += [{**r, "group": group_of[r["source"]]} for r in res[1:]]
-    copied = copy_sdir(sdir_sets, out / SDIR_DIR)
-    order = {c: i for i, c in enumerate(COMBINATIONS)}
-    rows.sort(key=lambda r: (r["split"] != "test", order[r["combination"]] if r["split"] == "test" else 0, r["file"]))
+    # The whole set is built in a folder beside ``out`` and swapped in at the end (atomic_dir): a kill at any
+    # moment leaves the complete old set or the complete new one, never old files under a new manifest.
+    with atomic_dir(out) as build:
+        tasks = [SourceTask(by_id[sid], cfg.crop, cfg.depth_proxy, str(build), tuple(jobs[sid]))
+                 for sid in sorted(jobs)]
+        rows: list[dict] = []
+        clean_sha: dict[str, str] = {}
+        group_of = dict(zip(ids, groups))
+        for res in _pool_map(run_source, tasks, n_workers, "synthesizing"):  # workers joined when it ends
+            clean_sha[res[0]["source"]] = res[0]["sha256"]
+            rows += [{**r, "group": group_of[r["source"]], "target_sha256": res[0]["sha256"]} for r in res[1:]]
+        copy_sdir(sdir_sets, build / SDIR_DIR)
+        order = {c: i for i, c in enumerate(COMBINATIONS)}
+        rows.sort(key=lambda r: (r["split"] != "test", order[r["combination"]] if r["split"] == "test" else 0,
+                                 r["file"]))
 
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(out / MANIFEST, buf.getvalue())
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(build / MANIFEST, buf.getvalue())
 
-    sheet_src = test[0] if test else train[0]
-    img, depth, _ = load_source(by_id[sheet_src], cfg.crop, cfg.depth_proxy)
-    write_image(out / "contact_sheet.png", contact_sheet(img, depth, cfg, sheet_src))
+        sheet_src = test[0] if test else train[0]
+        img, depth, _ = load_source(by_id[sheet_src], cfg.crop, cfg.depth_proxy)
+        write_image(build / "contact_sheet.png", contact_sheet(img, depth, cfg, sheet_src))
+        split_of = {sid: "sdir-heldout" for sid in reserved} | {sid: "test" for sid in test} | \
+            {sid: "train" for sid in train}
+        n_train_pairs = sum(r["split"] == "train" for r in rows)
+        n_test = sum(r["split"] == "test" for r in rows)
+        import cv2
+        import PIL
+        import skimage
 
-    keep = {r["file"] for r in rows} | {f"clean/{sid}.png" for sid in clean_sha} | copied
-    removed = _remove_stale(out, keep)
-
-    split_of = {sid: "sdir-heldout" for sid in reserved} | {sid: "test" for sid in test} | \
-        {sid: "train" for sid in train}
-    n_train_pairs = sum(r["split"] == "train" for r in rows)
-    n_test = sum(r["split"] == "test" for r in rows)
-    import cv2
-    import PIL
-    import skimage
-
-    meta = {
-        "data_root": str(data_root) if data_root is not None else None,
-        "source_kind": "data_root" if data_root is not None else "skimage",
-        # The embedded photos' folder lies inside the virtual environment: record what it is, not where,
-        # so that meta.json (and DVC's hash of the dataset) is the same in every checkout.
-        "source_base": str(base) if data_root is not None else f"skimage.data (scikit-image {skimage.__version__})",
-        "profile": profile,
-        "params": {**asdict(cfg), "patch": patch},
-        "combinations": list(COMBINATIONS),
-        "counts": {
-            "sources_found": len(sources),
-            "sources_usable": len(good),
-            "sources_skipped": len(skipped),
-            "test_sources": len(test),
-            "train_sources": len(train),
-            "test_images": n_test,
-            "train_pairs": n_train_pairs,
-            "requested": {"test_sources": cfg.max_test_sources, "train_sources": cfg.max_train_sources},
-            "shortfall": {
-                "test_sources": max(0, cfg.max_test_sources - len(test)),
-                "train_sources": max(0, cfg.max_train_sources - len(train)),
+        meta = {
+            "data_root": str(data_root) if data_root is not None else None,
+            "source_kind": "data_root" if data_root is not None else "skimage",
+            # The embedded photos' folder lies inside the virtual environment: record what it is, not where,
+            # so that meta.json (and DVC's hash of the dataset) is the same in every checkout.
+            "source_base": str(base) if data_root is not None else f"skimage.data (scikit-image {skimage.__version__})",
+            "profile": profile,
+            "params": {**asdict(cfg), "patch": patch},
+            "combinations": list(COMBINATIONS),
+            "counts": {
+                "sources_found": len(sources),
+                "sources_usable": len(good),
+                "sources_skipped": len(skipped),
+                "test_sources": len(test),
+                "train_sources": len(train),
+                "test_images": n_test,
+                "train_pairs": n_train_pairs,
+                "requested": {"test_sources": cfg.max_test_sources, "train_sources": cfg.max_train_sources},
+                "shortfall": {
+                    "test_sources": max(0, cfg.max_test_sources - len(test)),
+                    "train_sources": max(0, cfg.max_train_sources - len(train)),
+                },
+                "unused_sources": len(good) - len(test) - len(train),
+                "sdir_heldout_sources": len({sid for sid, g in zip(ids, groups)
+                                             if g in {group_of[r] for r in reserved}} - set(test)),
             },
-            "unused_sources": len(good) - len(test) - len(train),
-            "sdir_heldout_sources": len({sid for sid, g in zip(ids, groups)
-                                         if g in {group_of[r] for r in reserved}} - set(test)),
-            "stale_files_removed_this_run": removed,
-        },
-        "sources": [
-            {"id": c["id"], "file": _rel(by_id[c["id"]].path, base), "sha256": c["sha256"],
-             "depth": _rel(by_id[c["id"]].depth, base) if by_id[c["id"]].depth else c["depth"],
-             "group": group_of[c["id"]], "split": split_of.get(c["id"], "unused"), "size_hw": c["crop"],
-             "clean_sha256": clean_sha.get(c["id"])}
-            for c in good
-        ],
-        "skipped": [{"id": s["id"], "file": _rel(Path(s["file"]), base), "reason": s["reason"]} for s in skipped],
-        "contact_sheet_source": sheet_src,
-        "sdir_sets": {name: len(pairs) for name, (_, pairs) in sdir_sets.items()},
-        "versions": {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
-                     "pillow": PIL.__version__},
-    }
-    # stale-file counts differ between a fresh run and a rerun; keep meta.json a pure function of the inputs
-    meta_file = {**meta, "counts": {k: v for k, v in meta["counts"].items() if k != "stale_files_removed_this_run"}}
-    write_text(out / "meta.json", json.dumps(meta_file, indent=2, sort_keys=True) + "\n")
+            "sources": [
+                {"id": c["id"], "file": _rel(by_id[c["id"]].path, base), "sha256": c["sha256"],
+                 "depth": _rel(by_id[c["id"]].depth, base) if by_id[c["id"]].depth else c["depth"],
+                 "group": group_of[c["id"]], "split": split_of.get(c["id"], "unused"), "size_hw": c["crop"],
+                 "clean_sha256": clean_sha.get(c["id"])}
+                for c in good
+            ],
+            "skipped": [{"id": s["id"], "file": _rel(Path(s["file"]), base), "reason": s["reason"]} for s in skipped],
+            "contact_sheet_source": sheet_src,
+            "sdir_sets": {name: len(pairs) for name, (_, pairs) in sdir_sets.items()},
+            "versions": {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
+                         "pillow": PIL.__version__},
+        }
+        write_text(build / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
 
 

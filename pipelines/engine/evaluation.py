@@ -29,7 +29,7 @@ import torch
 
 from pipelines.common.config import Params
 from pipelines.common.env import UserError
-from pipelines.common.files import ensure_writable_dir, write_text
+from pipelines.common.files import atomic_dir, ensure_writable_dir, write_text
 from pipelines.common.paths import BY_COMBINATION, EVAL_METRICS, PER_IMAGE, SAMPLES, SNAPSHOTS, TRAJECTORY
 from pipelines.data import sdir
 from pipelines.data.imageio import read_image, to_uint8, write_image
@@ -90,7 +90,13 @@ def evaluate_pairs(
             group = list(same_size)
             x = torch.from_numpy(np.stack([x_np for _, _, x_np, _ in group])).permute(0, 3, 1, 2).to(device)
             t0 = time.perf_counter()
-            out = restore_tensor(model, x, stride=stride, tile=tile, overlap=overlap)
+            try:
+                out = restore_tensor(model, x, stride=stride, tile=tile, overlap=overlap)
+            except (RuntimeError, ValueError, IndexError) as exc:  # a checkpoint that does not run, or no memory
+                raise UserError(f"{group[0][1].input}: the model failed on this image "
+                                f"({ckpt_io.first_line(exc)})") from None
+            if not torch.isfinite(out).all():
+                raise UserError(f"{group[0][1].input}: the model produced NaN or inf values (broken weights?)")
             if device.type == "cuda":
                 torch.cuda.synchronize()
             runtime = (time.perf_counter() - t0) / len(group)
@@ -149,8 +155,8 @@ def eval_batch(card: Any, configured: int) -> int:
 
 
 def _load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-    """Both images of a pair, checked: same size, at least the SSIM window."""
-    x_np, y_np = read_image(pair.input), read_image(pair.target)
+    """Both images of a pair, checked: their manifest sha256 (MDIR pairs), same size, at least the SSIM window."""
+    x_np, y_np = read_image(pair.input, pair.sha256 or None), read_image(pair.target, pair.target_sha256 or None)
     if x_np.shape != y_np.shape:
         raise UserError(f"{pair.input}: size {x_np.shape[:2]} does not match its target {pair.target}")
     if min(x_np.shape[:2]) < SSIM_WIN:
@@ -206,8 +212,8 @@ def evaluate_run(model_name: str, seed: int, params: Params, ckpt_path: Path, da
     cfg = params.evaluate
     workers = cfg.workers
     torch.set_num_threads(cfg.threads)
-    state = ckpt_io.load(ckpt_path, expect_model=model_name)
-    model = ckpt_io.build_model(state, ckpt_path).to(_device())
+    state, model = ckpt_io.load_model(ckpt_path, expect_model=model_name)
+    model = model.to(_device())
     from interir.registry import get_card
 
     card = get_card(model_name)
@@ -228,15 +234,14 @@ def evaluate_run(model_name: str, seed: int, params: Params, ckpt_path: Path, da
     by_comb = "combination," + ",".join(METRIC_KEYS) + "\n" + "".join(
         f"{c}," + ",".join(f"{m[k]:.6f}" for k in METRIC_KEYS) + "\n"
         for c, m in agg["MDIR"].get("by_combination", {}).items())
-    try:
-        write_csv(out_dir / PER_IMAGE, rows)
-        write_text(out_dir / EVAL_METRICS, json.dumps(metrics, indent=2) + "\n")
-        write_text(out_dir / BY_COMBINATION, by_comb)
-        write_csv(out_dir / TRAJECTORY, trajectory, ("budget", *CSV_COLUMNS))
+    with atomic_dir(out_dir) as build:  # all files appear together: a kill never mixes two evaluations
+        write_csv(build / PER_IMAGE, rows)
+        write_text(build / EVAL_METRICS, json.dumps(metrics, indent=2) + "\n")
+        write_text(build / BY_COMBINATION, by_comb)
+        write_csv(build / TRAJECTORY, trajectory, ("budget", *CSV_COLUMNS))
+        (build / SAMPLES).mkdir()  # a DVC output, even when no restoration is kept
         for fname, arr in samples.items():
-            write_image(out_dir / SAMPLES / fname, arr)
-    except OSError as exc:
-        raise UserError(f"{exc.filename or out_dir}: cannot write ({exc.strerror})") from None
+            write_image(build / SAMPLES / fname, arr)
     if track:
         _track(model_name, seed, params.profile, dver, state, ckpt_path, metrics_backend, agg, out_dir)
     return metrics
@@ -280,7 +285,7 @@ def budget_rows(model_name: str, ckpt_path: Path, final_step: int, pairs: list[P
     snaps = sorted(Path(ckpt_path).parent.joinpath(SNAPSHOTS).glob("model_*.pt"),
                    key=lambda p: int(p.stem.split("_")[1]))
     for snap in snaps:
-        model = ckpt_io.build_model(ckpt_io.load(snap, expect_model=model_name), snap).to(_device())
+        model = ckpt_io.load_model(snap, expect_model=model_name)[1].to(_device())
         budget = int(snap.stem.split("_")[1])
         rows += [{"budget": budget, **r} for r in evaluate_pairs(
             model, pairs, "MDIR", card.stride, cfg.tile, cfg.tile_overlap, scorer, batch=eval_batch(card, cfg.batch),
@@ -302,8 +307,9 @@ def score_inputs(params: Params, data_dir: Path, out_dir: Path) -> dict[str, Any
                                workers=cfg.workers)
     agg = aggregate(rows)
     metrics = {s: {"n": e["n"], **{k: round(e[k], 6) for k in METRIC_KEYS}} for s, e in agg.items()}
-    write_csv(out_dir / PER_IMAGE, rows)
-    write_text(out_dir / EVAL_METRICS, json.dumps(metrics, indent=2) + "\n")
+    with atomic_dir(out_dir) as build:
+        write_csv(build / PER_IMAGE, rows)
+        write_text(build / EVAL_METRICS, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 

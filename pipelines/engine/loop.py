@@ -33,9 +33,9 @@ import torch
 
 from pipelines.common.config import Params, TrainConfig
 from pipelines.common.env import UserError
-from pipelines.common.files import ensure_writable_dir, write_bytes, write_text
+from pipelines.common.files import atomic_dir, ensure_writable_dir, write_bytes, write_text
 from pipelines.common.paths import MODEL_FILE, SNAPSHOTS, TRAIN_CURVE, TRAIN_SUMMARY
-from pipelines.data.manifest import data_version, read_manifest
+from pipelines.data.manifest import data_version, read_manifest, verify_pairs
 from pipelines.data.sampler import PatchSampler, StepBatches
 from pipelines.engine import checkpoint as ckpt_io
 from pipelines.engine import distributed as dist_mod
@@ -153,13 +153,18 @@ def setup(model_name: str, params: Params, seed: int, data_dir: Path, ckpt_dir: 
           dist: DistInfo) -> Run:
     """Check the outputs, read the data, build the seeded model and its optimizer."""
     from interir.losses import build_loss
-    from interir.registry import create_model, model_args
+    from interir.registry import create_model, get_card, model_args
 
     cfg = effective_train(params.train, model_name, params.profile)
     device = dist_mod.pick_device(dist)
     if cfg.batch % dist.world:
         raise UserError(f"train batch {cfg.batch} (global) is not divisible by the {dist.world} processes")
+    stride = get_card(model_name).stride
+    if cfg.patch % stride:
+        raise UserError(f"params key train.{params.profile}.patch: {cfg.patch} is not a multiple of {model_name}'s "
+                        f"stride {stride}")
     pairs = read_manifest(data_dir, "train")
+    verify_pairs(pairs)  # a mixed dataset is refused even if training would not sample its foreign files
     dver = data_version(data_dir)
     args = model_args(model_name, params.preset)
     train_keys = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_RESUME_KEY}
@@ -210,10 +215,18 @@ def resume(run: Run) -> Progress:
         if run.dist.is_main:
             print(f"{run.last}: written for another config or data version; starting afresh", file=sys.stderr)
         return Progress()
-    run.model.load_state_dict(state["model_state"])
-    run.opt.load_state_dict(state["optimizer_state"])
-    ckpt_io.set_rng_state(state["rng"])
-    step = int(state["step"])
+    # The resume key matched, but the file is still untrusted: shapes first, then the optimizer and RNG states.
+    ckpt_io.check_state(run.model, state["model_state"], run.last, run.name)
+    try:
+        run.model.load_state_dict(state["model_state"])
+        run.opt.load_state_dict(state["optimizer_state"])
+        ckpt_io.set_rng_state(state["rng"])
+        step = int(state["step"])
+        if not 0 <= step <= run.cfg.iters:
+            raise ValueError(f"step {step} outside [0, {run.cfg.iters}]")
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as exc:
+        raise ckpt_io.CheckpointError(f"{run.last}: unusable resume state ({ckpt_io.first_line(exc)}); delete it "
+                                      "to start afresh") from None
     if run.dist.is_main:
         print(f"resuming {run.name} from step {step} ({run.last})", file=sys.stderr)
     return Progress(step, state.get("mlflow_run_id"), [float(v) for v in state.get("recent_losses", [])],
@@ -379,17 +392,18 @@ def finish(run: Run, prog: Progress, mlflow: Any, steps_this_run: int, elapsed: 
              "resumed_from": run.cfg.iters - steps_this_run}
     if run.dist.is_main:
         final = run.out_dir / MODEL_FILE
-        ckpt_io.save(final, checkpoint_payload(run, prog, resumable=False))
-        (run.out_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)  # a DVC output, empty without budgets
-        for budget in run.cfg.budgets:  # the shorter budgets' checkpoints, branched off during the run
-            snap = snapshot_path(run, budget)
-            if not snap.is_file():
-                raise TrainingError(f"{snap}: the {budget}-step budget's checkpoint is missing (resumed past its "
-                                    f"branch point); delete {run.last.parent} to train {run.name} again")
-            write_bytes(run.out_dir / SNAPSHOTS / f"model_{budget}.pt", snap.read_bytes())
-        write_text(run.out_dir / TRAIN_SUMMARY, json.dumps(metrics, indent=2) + "\n")
-        write_text(run.out_dir / TRAIN_CURVE, "step,loss,lr\n" + "".join(
-            f"{p['step']},{p['loss']:.6f},{p['lr']:.6e}\n" for p in prog.curve))
+        with atomic_dir(run.out_dir) as build:  # the files appear together: a kill never mixes two runs'
+            ckpt_io.save(build / MODEL_FILE, checkpoint_payload(run, prog, resumable=False))
+            (build / SNAPSHOTS).mkdir()  # a DVC output, empty without budgets
+            for budget in run.cfg.budgets:  # the shorter budgets' checkpoints, branched off during the run
+                snap = snapshot_path(run, budget)
+                if not snap.is_file():
+                    raise TrainingError(f"{snap}: the {budget}-step budget's checkpoint is missing (resumed past "
+                                        f"its branch point); delete {run.last.parent} to train {run.name} again")
+                write_bytes(build / SNAPSHOTS / f"model_{budget}.pt", snap.read_bytes())
+            write_text(build / TRAIN_SUMMARY, json.dumps(metrics, indent=2) + "\n")
+            write_text(build / TRAIN_CURVE, "step,loss,lr\n" + "".join(
+                f"{p['step']},{p['loss']:.6f},{p['lr']:.6e}\n" for p in prog.curve))
         if mlflow is not None:
             mlflow.log_metrics({"train/it_per_s": speed["it_per_s"]}, step=run.cfg.iters)
             mlflow.set_tags({"train.device": str(run.device), "train.world_size": str(run.dist.world),

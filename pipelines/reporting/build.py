@@ -22,7 +22,7 @@ import pandas as pd
 
 from pipelines.common import env, tracking
 from pipelines.common.config import Params
-from pipelines.common.files import write_bytes, write_text
+from pipelines.common.files import atomic_dir, write_bytes, write_text
 from pipelines.reporting import claims as claims_mod
 from pipelines.reporting import figures as figs
 from pipelines.reporting import inputs as data
@@ -276,16 +276,18 @@ def build_report(params: Params, out: Path, eval_dir: Path, train_dir: Path, dat
                                    data_dir)
     run_table = _run_table(runs)
 
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    for name, df in tabs.items():
-        write_text(out / "tables" / f"{name}.csv", df.to_csv(index=False))
-    write_text(out / "tables" / "claims.csv", ledger.to_csv(index=False))
-    write_text(out / "tables" / "paper_consistency.csv", consistency.to_csv(index=False))
-    write_text(out / "tables" / "claim_trajectories.csv", traj.to_csv(index=False))
-    write_text(out / "tables" / "sensitivity.csv", sensitivity.to_csv(index=False))
-    for name, fig in figures.items():
-        write_bytes(out / "figures" / f"{name}.{fig.fmt}", fig.data)
+    # The DVC outputs: each folder built beside and swapped in whole (no stale file of an earlier run survives,
+    # and a failure or kill leaves the previous folder; dvc.yaml keeps them in place: persist: true).
+    with atomic_dir(out / "tables") as built:
+        for name, df in tabs.items():
+            write_text(built / f"{name}.csv", df.to_csv(index=False))
+        write_text(built / "claims.csv", ledger.to_csv(index=False))
+        write_text(built / "paper_consistency.csv", consistency.to_csv(index=False))
+        write_text(built / "claim_trajectories.csv", traj.to_csv(index=False))
+        write_text(built / "sensitivity.csv", sensitivity.to_csv(index=False))
+    with atomic_dir(out / "figures") as built:
+        for name, fig in figures.items():
+            write_bytes(built / f"{name}.{fig.fmt}", fig.data)
     write_text(out / "runs.csv", run_table.to_csv(index=False))
     write_text(out / "provenance.json", json.dumps(prov, indent=2))
 

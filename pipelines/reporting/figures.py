@@ -147,7 +147,7 @@ def load_checkpoint(train_dir: Path, model: str, seed: int):
     path = Path(train_dir) / run_name(model, seed) / "model.pt"
     if not path.is_file():
         return None
-    net = checkpoint.build_model(checkpoint.load(path, expect_model=model), path)
+    _, net = checkpoint.load_model(path, expect_model=model)
     return net.eval()
 
 

@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 from pipelines.common import entry, paths
-from pipelines.common.config import PROFILES, load_params
+from pipelines.common.config import PROFILES, check_seed, load_params
 
 
 def _parser() -> argparse.ArgumentParser:
     from pipelines.engine.metrics import BACKENDS
 
-    p = argparse.ArgumentParser(prog="interir-bench evaluate", description=__doc__.splitlines()[0])
+    p = entry.ArgumentParser(prog="interir-bench evaluate", description=__doc__.splitlines()[0])
     p.add_argument("model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--params", default=str(paths.PARAMS))
@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
+    check_seed(a.seed)
     params = load_params(a.params, a.profile)
     from pipelines.engine.evaluation import evaluate_run
 

@@ -18,7 +18,7 @@ from pipelines.common.env import UserError
 def _parser() -> argparse.ArgumentParser:
     from pipelines.engine.profiling import CONVENTION
 
-    p = argparse.ArgumentParser(prog="interir-bench profile", description=__doc__.split("\n")[0],
+    p = entry.ArgumentParser(prog="interir-bench profile", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Convention: " + CONVENTION)
     p.add_argument("model", nargs="?", help="registered model name (interir-bench models)")
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.model:
         p.error("MODEL is required (or --stage)")
-    if args.size < 1 or args.repeats < 1:
-        raise UserError("--size and --repeats must be positive")
+    if not (8 <= args.size <= 4096 and 1 <= args.repeats <= 1000):
+        raise UserError(f"--size must be in [8, 4096] and --repeats in [1, 1000], got {args.size} and {args.repeats}")
     res = profile_model(args.model, args.preset, args.size, args.repeats,
                         fvcore=not args.meta, latency=not (args.meta or args.no_latency))
     print(json.dumps(res, sort_keys=True))

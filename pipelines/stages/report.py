@@ -15,7 +15,7 @@ from pipelines.common.config import PROFILES, load_params
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="interir-bench report", description=__doc__.splitlines()[0])
+    p = entry.ArgumentParser(prog="interir-bench report", description=__doc__.splitlines()[0])
     p.add_argument("--params", default=str(paths.PARAMS))
     p.add_argument("--profile", choices=PROFILES)
     p.add_argument("--eval-dir", default=str(paths.EVAL_DIR))

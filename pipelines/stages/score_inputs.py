@@ -16,7 +16,7 @@ from pipelines.common.config import PROFILES, load_params
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="interir-bench score-inputs", description=__doc__.splitlines()[0])
+    p = entry.ArgumentParser(prog="interir-bench score-inputs", description=__doc__.splitlines()[0])
     p.add_argument("--params", default=str(paths.PARAMS))
     p.add_argument("--profile", choices=PROFILES)
     p.add_argument("--data", default=str(paths.DATA_DIR), help="synthesized set (manifest.csv, sdir/)")

@@ -16,7 +16,7 @@ from pipelines.common.env import UserError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="interir-bench synthesize", description=__doc__.splitlines()[0])
+    p = entry.ArgumentParser(prog="interir-bench synthesize", description=__doc__.splitlines()[0])
     p.add_argument("--params", default=str(paths.PARAMS), help="params file (default: params.yaml)")
     p.add_argument("--profile", choices=PROFILES, help="profile to use (default: the params file's)")
     p.add_argument("--data-root", help="folder of clean images (default: params data.root, $INTERIR_DATA, "

@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 from pipelines.common import entry, paths
-from pipelines.common.config import PROFILES, load_params
+from pipelines.common.config import PROFILES, check_seed, load_params
 from pipelines.common.env import UserError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="interir-bench train", description=__doc__.splitlines()[0])
+    p = entry.ArgumentParser(prog="interir-bench train", description=__doc__.splitlines()[0])
     p.add_argument("model", help="registered model name (see 'interir-bench models')")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--params", default=str(paths.PARAMS), help="params file (default: params.yaml)")
@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(argv)
+    check_seed(a.seed)
     from pipelines.engine.distributed import relaunch_under_torchrun
 
     status = relaunch_under_torchrun("pipelines.stages.train", argv)
