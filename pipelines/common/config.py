@@ -281,8 +281,9 @@ def build(cls: type[T], raw: dict[str, Any], where: str, paths: dict[str, str] |
     values = {k: _coerce(v, hints[k], path(k)) for k, v in raw.items()}
     for k, v in values.items():
         rng = fields[k].metadata.get("range", Range())
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and not rng.holds(v) or \
-                isinstance(v, tuple) and not all(rng.holds(e) for e in v):
+        numbers = [e for e in (v if isinstance(v, tuple) else (v,)) if isinstance(e, (int, float))
+                   and not isinstance(e, bool)]
+        if not all(rng.holds(e) for e in numbers):
             shown = list(v) if isinstance(v, tuple) else v
             raise ConfigError(f"params key {path(k)} must be {rng}{' (each)' if isinstance(v, tuple) else ''}, "
                               f"got {_show(shown)}")
