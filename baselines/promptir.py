@@ -150,11 +150,14 @@ RECIPE = Recipe(
           "AdamW with torch's default weight decay 0.01; 8 per GPU x 4 GPUs; patch 128; L1 loss",
 )
 
+# smoke/small: width and depth scaled together (dim 48 -> 10 / 16, depths x 2/8 / 3/8), prompt widths with the width
+# (64/128/320 x dim/48, multiples of 4), prompt sizes (64/32/16) by about the same factor, so that the parameter and
+# MAC ratios to InterIR stay within 25 % of the paper presets' (benchmarks/preset_ratios.py --search promptir).
 _PRESETS: dict[str, dict] = {
-    "smoke": dict(dim=4, num_blocks=(1, 1, 2, 2), num_refinement_blocks=2, heads=(1, 2, 4, 8),
-                  prompt_dims=(4, 8, 16), prompt_sizes=(16, 8, 4), prompt_len=5, prompt_heads=4),
-    "small": dict(dim=12, num_blocks=(2, 2, 2, 4), num_refinement_blocks=2, heads=(1, 2, 4, 8),
-                  prompt_dims=(12, 24, 60), prompt_sizes=(16, 8, 4), prompt_len=5, prompt_heads=4),
+    "smoke": dict(dim=10, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1, heads=(1, 2, 4, 8),
+                  prompt_dims=(12, 28, 68), prompt_sizes=(16, 8, 4), prompt_len=5, prompt_heads=4),
+    "small": dict(dim=16, num_blocks=(2, 2, 2, 3), num_refinement_blocks=2, heads=(1, 2, 4, 8),
+                  prompt_dims=(20, 44, 108), prompt_sizes=(24, 12, 6), prompt_len=5, prompt_heads=4),
     "paper": dict(dim=48, num_blocks=(4, 6, 6, 8), num_refinement_blocks=4, heads=(1, 2, 4, 8),
                   ffn_expansion_factor=2.66, bias=False, layer_norm="with_bias",
                   prompt_dims=(64, 128, 320), prompt_sizes=(64, 32, 16), prompt_len=5, prompt_heads=4),

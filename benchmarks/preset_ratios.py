@@ -13,11 +13,15 @@ Scaling rule behind the presets: a comparison's ratios stay put when every model
 times those of its paper preset (error = the larger of the two |log(size / target)|, plus 0.03 per knob other than
 width and depth that differs from the paper preset, so the paper's internal proportions win ties), then checks the
 family's variants (the comparisons inside the family) at the best candidates. The current presets are at
-s ~ 0.022 (smoke) and s ~ 0.074 (small): search every family at the same s.
+s ~ 0.022 (smoke) and s ~ 0.074 (small): search every family at the same s. A family compared only with another
+model (Restormer, PromptIR, AirNet against InterIR) is best searched with ``--match interir:smoke``: its targets are
+then InterIR's own parameter and MAC scales at that preset (they differ a little), so the candidates' deviations
+are the ratio deviations the test checks.
 
     PYTHONPATH=. .venv/bin/python benchmarks/preset_ratios.py                  # ratio table, smoke and small
     PYTHONPATH=. .venv/bin/python benchmarks/preset_ratios.py --markdown       # the table in docs/baselines.md
     PYTHONPATH=. .venv/bin/python benchmarks/preset_ratios.py --search deepsn --scale 0.074 --grid depth=4,5,6
+    PYTHONPATH=. .venv/bin/python benchmarks/preset_ratios.py --search promptir --match interir:small
     PYTHONPATH=. .venv/bin/python benchmarks/preset_ratios.py --time smoke --batch 4   # training step, 1 thread
 
 Adding a comparison (e.g. a new baseline against InterIR) is one line in :data:`COMPARISONS`; adding a searchable
@@ -67,6 +71,9 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("fdtanet_xconv", "fdtanet", "Table 5"),
     Comparison("interir_como", "interir", "Table 7"),
     Comparison("interir_arconv", "interir", "Table 7"),
+    Comparison("restormer", "interir", "Table 1"),
+    Comparison("promptir", "interir", "Tables 1, 8"),
+    Comparison("airnet", "interir", "Table 1"),
 )
 
 # Sizes of the paper presets (params, GMACs), as counted by sizes(name, "paper"); they never change with the reduced
@@ -83,6 +90,9 @@ PAPER_SIZES: dict[str, tuple[int, float]] = {
     "fdtanet_xconv": (34_100_119, 28.214108),
     "interir_como": (27_418_589, 23.97999),
     "interir_arconv": (36_665_689, 27.836367),
+    "restormer": (26_126_644, 154.882032),
+    "promptir": (35_376_967, 172.715536),
+    "airnet": (8_930_313, 429.530415),
 }
 
 
@@ -202,6 +212,8 @@ class Family:
     widths: tuple[int, ...]  # candidate widths, ascending (parameters grow with width)
     grid: dict[str, tuple] = field(default_factory=dict)  # other knobs, searched exhaustively
     to_kwargs: Callable[[dict[str, Any]], dict[str, Any]] = dict  # grid point -> constructor keyword arguments
+    to_point: Callable[[dict[str, Any]], dict[str, Any]] = dict  # paper preset's arguments -> grid point
+    free: tuple[str, ...] = ("width", "depth")  # knobs that may differ from the paper preset without a penalty
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -224,6 +236,68 @@ def _fdtanet_kwargs(point: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _fdtanet_point(args: dict[str, Any]) -> dict[str, Any]:
+    args = dict(args)
+    args["enc"] = next((k for k, v in FDTANET_ENCODERS.items() if v == tuple(args["enc_blocks"])), None)
+    args["dec"] = next((k for k, v in FDTANET_DECODERS.items() if v == tuple(args["dec_blocks"])), None)
+    return args
+
+
+# Restormer and PromptIR (the same 4-level U-Net): ``depth`` is in eighths of the paper's depths, every stage scaled
+# together, rounded half up, at least one block: 8 = (4, 6, 6, 8) + 4 refinement blocks, 4 = (2, 3, 3, 4) + 2,
+# 2 = (1, 2, 2, 2) + 1, 1 = (1, 1, 1, 1) + 1. Heads (1, 2, 4, 8) and the FFN expansion stay the paper's.
+UNET_BLOCKS, UNET_REFINEMENT = (4, 6, 6, 8), 4
+
+
+def _eighths(n: int, depth: int) -> int:
+    return max(1, math.floor(n * depth / 8 + 0.5))
+
+
+def _unet_kwargs(point: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in point.items() if k not in ("width", "depth", "prompt_size")}
+    out["dim"] = point["width"]
+    if "depth" in point:
+        out["num_blocks"] = tuple(_eighths(n, point["depth"]) for n in UNET_BLOCKS)
+        out["num_refinement_blocks"] = _eighths(UNET_REFINEMENT, point["depth"])
+    return out
+
+
+def _unet_point(args: dict[str, Any]) -> dict[str, Any]:
+    depth = next((d for d in range(8, 0, -1) if _unet_kwargs({"width": 1, "depth": d})["num_blocks"]
+                  == tuple(args["num_blocks"])), None)
+    point = {"width": args["dim"], "depth": depth}
+    if "prompt_sizes" in args:
+        point["prompt_size"] = args["prompt_sizes"][0]
+    return point
+
+
+# PromptIR's prompts: widths (64, 128, 320) at dim 48 scale with the width (multiples of 4, the prompt blocks' 4
+# heads); sizes (S, S/2, S/4), S = 64 at the paper preset, a knob (the components hold prompt_dim x S^2 parameters).
+PROMPT_WIDTHS = (4 / 3, 8 / 3, 20 / 3)
+
+
+def _promptir_kwargs(point: dict[str, Any]) -> dict[str, Any]:
+    out = _unet_kwargs(point)
+    w = point["width"]
+    out["prompt_dims"] = tuple(max(4, 4 * math.floor(w * f / 4 + 0.5)) for f in PROMPT_WIDTHS)
+    if "prompt_size" in point:
+        s = point["prompt_size"]
+        out["prompt_sizes"] = (s, s // 2, s // 4)
+    return out
+
+
+# AirNet: the restorer's width n_feats and the encoder's width (the degradation map's channels) are equal, as in the
+# paper preset (64); groups and blocks per group are the depth (paper 5 x 5).
+def _airnet_kwargs(point: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in point.items() if k != "width"}
+    out["n_feats"] = out["encoder_width"] = point["width"]
+    return out
+
+
+def _airnet_point(args: dict[str, Any]) -> dict[str, Any]:
+    return {"width": args["n_feats"], "n_groups": args["n_groups"], "n_blocks": args["n_blocks"]}
+
+
 FAMILIES: dict[str, Family] = {
     # widths: multiples of 8 (CoMo groups 16 channels of the EPBlocks' 2x-wide depthwise conv)
     "interir": Family("interir", ("interir_como", "interir_arconv", "interir_ipb16", "interir_signed"),
@@ -235,7 +309,15 @@ FAMILIES: dict[str, Family] = {
     # widths: even (SimpleGate halves every level's channels)
     "fdtanet": Family("fdtanet", ("fdtanet_xconv",), tuple(range(4, 65, 2)),
                       {"enc": tuple(FDTANET_ENCODERS), "middle_blocks": tuple(range(1, 13)),
-                       "dec": ("min",)}, _fdtanet_kwargs),
+                       "dec": ("min",)}, _fdtanet_kwargs, _fdtanet_point),
+    # widths: even (Downsample halves the channels before the pixel-unshuffle); level i: 2**i heads for dim * 2**i
+    "restormer": Family("restormer", (), tuple(range(2, 97, 2)), {"depth": tuple(range(1, 9))},
+                        _unet_kwargs, _unet_point),
+    # widths: even (the prompt blocks' 4 heads divide 2 * dim + prompt width)
+    "promptir": Family("promptir", (), tuple(range(2, 97, 2)),
+                       {"depth": tuple(range(1, 9)), "prompt_size": (64, 32, 16, 8)}, _promptir_kwargs, _unet_point),
+    "airnet": Family("airnet", (), tuple(range(2, 129)), {"n_groups": (1, 2, 3, 4, 5), "n_blocks": (1, 2, 3, 4, 5)},
+                     _airnet_kwargs, _airnet_point, free=("width", "n_groups", "n_blocks")),
 }
 
 
@@ -253,16 +335,22 @@ class Candidate:
 def _paper_point(fam: Family) -> dict[str, Any]:
     from interir.registry import model_args
 
-    args = model_args(fam.base, "paper")
-    if fam.base == "fdtanet":
-        args["enc"] = next((k for k, v in FDTANET_ENCODERS.items() if v == tuple(args["enc_blocks"])), None)
-        args["dec"] = next((k for k, v in FDTANET_DECODERS.items() if v == tuple(args["dec_blocks"])), None)
-    return args
+    return fam.to_point(model_args(fam.base, "paper"))
 
 
-def search(family: str, scale: float, grid: dict[str, tuple] | None = None, top: int = 5,
+def match_scale(model: str, preset: str) -> tuple[float, float]:
+    """(parameter scale, MAC scale) of ``model`` at ``preset`` relative to its paper preset: the targets that keep a
+    family's ratios to ``model`` at ``preset`` equal to those at the paper presets."""
+    (p, m), (q, n) = sizes(model, preset), paper_sizes(model)
+    return p / q, m / n
+
+
+def search(family: str, scale: float | tuple[float, float], grid: dict[str, tuple] | None = None, top: int = 5,
            check_variants: bool = True) -> list[Candidate]:
     """Candidates of ``family`` nearest to ``scale`` x its paper preset's parameters and MACs, best first.
+
+    ``scale`` is one factor for both, or (parameter factor, MAC factor), e.g. :func:`match_scale` of the model the
+    family is compared with.
 
     With ``check_variants``, the family's internal comparisons are checked in that order until ``top`` candidates
     are fair (at most ``4 * top`` checked); the unfair ones met on the way are returned too, marked by their
@@ -271,7 +359,9 @@ def search(family: str, scale: float, grid: dict[str, tuple] | None = None, top:
     fam = FAMILIES[family]
     space = {**fam.grid, **(grid or {})}
     widths = tuple(space.pop("width", fam.widths))
-    p_target, m_target = (s * scale for s in paper_sizes(fam.base))
+    sp, sm = scale if isinstance(scale, tuple) else (scale, scale)
+    p0, m0 = paper_sizes(fam.base)
+    p_target, m_target = sp * p0, sm * m0
     paper = _paper_point(fam)
     found: list[Candidate] = []
     cutoff = math.inf
@@ -296,7 +386,7 @@ def search(family: str, scale: float, grid: dict[str, tuple] | None = None, top:
                 continue  # its parameters alone are further off than the 4*top-th best so far: skip the MACs
             m = sizes(fam.base, "paper", **kw)[1]
             err = max(abs(math.log(p / p_target)), abs(math.log(m / m_target)))
-            changed = sum(1 for k, v in point.items() if k not in ("width", "depth") and paper.get(k) != v)
+            changed = sum(1 for k, v in point.items() if k not in fam.free and paper.get(k) != v)
             found.append(Candidate({**point, "width": widths[i]}, kw, p, m, err, err + 0.03 * changed))
             if len(found) >= 4 * top:
                 cutoff = sorted(c.score for c in found)[4 * top - 1]
@@ -368,7 +458,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true", help="also print each model's size at every preset")
     ap.add_argument("--recount", action="store_true", help="count the paper presets instead of PAPER_SIZES")
     ap.add_argument("--search", choices=sorted(FAMILIES), help="search this family's hyper-parameters")
-    ap.add_argument("--scale", type=float, help="target size as a fraction of the family's paper preset")
+    ap.add_argument("--scale", type=float, help="target size as a fraction of the family's paper preset (with "
+                    "--match: a factor on the matched scales)")
+    ap.add_argument("--match", metavar="MODEL:PRESET", help="target scales (params, MACs) of MODEL at PRESET relative "
+                    "to its paper preset, e.g. interir:smoke (keeps the family's ratios to MODEL)")
     ap.add_argument("--grid", nargs="*", default=[], metavar="KEY=V1,V2",
                     help="restrict or extend the search grid, e.g. depth=2,3 convs_expand=16 width=32,40")
     ap.add_argument("--top", type=int, default=5)
@@ -388,16 +481,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"median {med * 1e3:6.0f} ms  min {low * 1e3:6.0f} ms", flush=True)
         return 0
     if a.search:
-        if a.scale is None:
-            ap.error("--search needs --scale")
+        if a.scale is None and a.match is None:
+            ap.error("--search needs --scale or --match")
+        sp = sm = 1.0 if a.scale is None else a.scale
+        if a.match:
+            model, _, preset = a.match.partition(":")
+            mp, mm = match_scale(model, preset or "smoke")
+            sp, sm = sp * mp, sm * mm
         p0, m0 = paper_sizes(FAMILIES[a.search].base)
-        print(f"{a.search}: target {a.scale * p0 / 1e6:.3f} M params, {a.scale * m0:.3f} GMACs "
-              f"({a.scale:g} x paper)")
-        for i, c in enumerate(search(a.search, a.scale, _parse_grid(a.grid), a.top), 1):
+        print(f"{a.search}: target {sp * p0 / 1e6:.3f} M params ({sp:.4g} x paper), {sm * m0:.3f} GMACs "
+              f"({sm:.4g} x paper)")
+        for i, c in enumerate(search(a.search, (sp, sm), _parse_grid(a.grid), a.top), 1):
             var = "" if c.worst_variant is None else f"  worst variant deviation {c.worst_variant:.0%}" + (
                 "" if c.worst_variant <= TOLERANCE else " (unfair)")
-            print(f"{i}. {c.point}  {c.params / 1e6:.3f} M ({_pct(c.params / (a.scale * p0) - 1)})  "
-                  f"{c.gmacs:.3f} G ({_pct(c.gmacs / (a.scale * m0) - 1)}){var}")
+            print(f"{i}. {c.point}  {c.params / 1e6:.3f} M ({_pct(c.params / (sp * p0) - 1)})  "
+                  f"{c.gmacs:.3f} G ({_pct(c.gmacs / (sm * m0) - 1)}){var}")
+            if FAMILIES[a.search].to_kwargs is not dict:
+                print(f"   {c.kwargs}")
         return 0
 
     lines, ok = ratio_table(a.presets, cached_paper=not a.recount)

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.preset_ratios import COMPARISONS, FAMILIES, PAPER_SIZES, TOLERANCE, paper_sizes, ratio
+from benchmarks.preset_ratios import (
+    COMPARISONS,
+    FAMILIES,
+    PAPER_SIZES,
+    TOLERANCE,
+    _paper_point,
+    match_scale,
+    paper_sizes,
+    ratio,
+    sizes,
+)
 from interir.registry import list_models, model_args
 
 
@@ -34,6 +44,24 @@ def test_variants_share_the_base_hyper_parameters(family, preset):
     for variant in fam.variants:
         args = model_args(variant, preset)
         assert {k: v for k, v in args.items() if k in base} == base, variant
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_search_point_of_the_paper_preset_rebuilds_it(family):
+    """The search's knobs describe the paper preset: its grid point maps back to the paper preset's arguments."""
+    fam = FAMILIES[family]
+    paper = model_args(fam.base, "paper")
+    point = _paper_point(fam)
+    assert point["width"] in fam.widths
+    kwargs = fam.to_kwargs(point)
+    norm = {k: tuple(v) if isinstance(v, list) else v for k, v in paper.items()}
+    assert {k: norm.get(k) for k in kwargs} == {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+
+
+def test_match_scale_is_the_reference_models_size_at_the_preset():
+    sp, sm = match_scale("interir", "small")
+    (p, m), (q, n) = sizes("interir", "small"), PAPER_SIZES["interir"]
+    assert (sp, sm) == pytest.approx((p / q, m / n))
 
 
 @pytest.mark.slow
