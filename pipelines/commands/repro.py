@@ -8,7 +8,9 @@ does exactly that, and nothing DVC would not do itself:
 1. ``dvc repro synthesize`` (the set every other stage reads; it uses all cores by itself);
 2. ``JOBS`` workers, each taking one (model, seed) chain ``dvc repro -s train@M-S evaluate@M-S``, or the
    ``score_inputs`` or ``profile`` stage; up-to-date stages are skipped by DVC as usual, the cache works per
-   stage;
+   stage. Longest first, so that no long job starts last while the other workers idle: ``profile``, then the
+   chains by the model's measured CPU forward time at the profile's preset (``benchmarks/results/
+   latency_cpu.json``; a model it lacks counts as the slowest). The order changes only the wall time;
 3. ``dvc repro`` for the rest (the report) and as the final check that every stage is up to date.
 
 Each job runs its stages with ``train.threads`` / ``evaluate.threads`` intra-op threads (params, so the
@@ -22,6 +24,8 @@ cluster``, which sends the same chains to SLURM). The MLflow store is created on
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sys
 import time
@@ -34,6 +38,25 @@ from pipelines.common.dvcrun import build_page, chains, dvc
 from pipelines.common.env import UserError
 
 LOG_DIR = Path(".dvc/tmp/repro-logs")
+LATENCY = Path("benchmarks/results/latency_cpu.json")
+
+
+def longest_first(todo: list[list[str]], profile: str, latency: Path = LATENCY) -> list[list[str]]:
+    """The jobs ordered by expected duration: ``profile`` first, then the chains by their model's measured forward
+    time at ``profile`` (unknown models first), ``score_inputs`` (short) last; ties keep their order."""
+    try:
+        seconds = json.loads(latency.read_text())["seconds"]
+    except (OSError, ValueError, KeyError):
+        seconds = {}
+
+    def cost(targets: list[str]) -> float:
+        stage, _, name = targets[0].partition("@")
+        if not name:
+            return math.inf if stage == "profile" else 0.0
+        model = name.rsplit("-", 1)[0]
+        return float(seconds.get(model, {}).get(profile, 1e6))
+
+    return sorted(todo, key=cost, reverse=True)
 
 
 def default_jobs(threads: int) -> int:
@@ -54,7 +77,7 @@ def run(jobs: int, params_path: Path, log_dir: Path = LOG_DIR, echo=lambda m: pr
     echo(f"repro: synthesize, then {jobs} job(s) x {params.train.threads} thread(s) over "
          f"{len(params.models) * len(params.seeds)} train/evaluate chains and profile, then the report")
     dvc(["repro", "synthesize"], log_dir / "synthesize.log")
-    todo = chains(list(params.models), list(params.seeds))
+    todo = longest_first(chains(list(params.models), list(params.seeds)), params.profile)
 
     def job(targets: list[str]) -> str:
         start = time.perf_counter()

@@ -1,7 +1,7 @@
 """Inputs of the report: reference tables, per-image results, profile.json, MLflow runs, provenance.
 
-Also the report's statistics: a bootstrap over test images (and over seeds when a model has
-several) of a mean or of a difference of means, paired on the test images.
+Also a model's mean and a paired difference of two models with their intervals (the bootstrap over
+independent units and seeds lives in :mod:`pipelines.reporting.stats`).
 """
 
 from __future__ import annotations
