@@ -342,3 +342,30 @@ def test_tool_thread_count_respects_omp_num_threads(monkeypatch: pytest.MonkeyPa
     assert env.torch_threads() == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "zero")  # not a count: ignored
     assert env.torch_threads() == 16
+
+
+def test_skip_sdir_leaves_a_set_out_and_an_unknown_name_is_a_params_error(tiny_mdir: Path, tmp_path: Path) -> None:
+    """evaluate.skip_sdir: the named SDIR set is not scored (the others and MDIR are); a misspelt name fails."""
+    import dataclasses
+    import shutil
+
+    from pipelines.common.config import load_params
+    from pipelines.common.env import UserError
+    from pipelines.data.manifest import SDIR_DIR
+    from pipelines.engine.evaluation import scored_sets
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_mdir, data)
+    img = read_image(next((data / "test").rglob("*.png")))
+    for sub in ("input", "target"):
+        (data / SDIR_DIR / "rain100h" / sub).mkdir(parents=True)
+        write_image(data / SDIR_DIR / "rain100h" / sub / "1.png", img)
+    (data / SDIR_DIR / "sots-indoor" / "hazy").mkdir(parents=True)
+    (data / SDIR_DIR / "sots-indoor" / "gt").mkdir(parents=True)
+    write_image(data / SDIR_DIR / "sots-indoor" / "hazy" / "1400_1.png", img)
+    write_image(data / SDIR_DIR / "sots-indoor" / "gt" / "1400.png", img)
+    cfg = load_params(REPO / "params.yaml").evaluate
+    assert set(scored_sets(data, cfg)) == {"MDIR", "rain100h", "sots-indoor"}
+    assert set(scored_sets(data, dataclasses.replace(cfg, skip_sdir=("sots-indoor",)))) == {"MDIR", "rain100h"}
+    with pytest.raises(UserError, match="evaluate.skip_sdir: unknown SDIR set 'sots'"):
+        scored_sets(data, dataclasses.replace(cfg, skip_sdir=("sots",)))

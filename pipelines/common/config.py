@@ -160,6 +160,9 @@ class EvaluateConfig:
     batch: int = _in(0, 4096)  # test pairs per chunk (one forward pass per size); 0 = the model card's eval_batch
     workers: int = _in(1, 256)  # threads that each read, restore and score whole chunks (rows do not depend on it)
     threads: int = _in(1, 1024)  # intra-op threads of each worker (fixed: float sums depend on it)
+    # SDIR sets found under the data root that evaluate and score_inputs leave out (names as in
+    # pipelines.data.sdir: rain100h, sots-indoor, ...); synthesis still holds their targets out of training.
+    skip_sdir: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipelines.common.config import Params
+from pipelines.common.config import EvaluateConfig, Params
 from pipelines.common.env import UserError
 from pipelines.common.files import atomic_dir, ensure_writable_dir, write_text
 from pipelines.common.paths import BY_COMBINATION, EVAL_METRICS, PER_IMAGE, SAMPLES, SNAPSHOTS, TRAJECTORY
@@ -219,7 +219,7 @@ def evaluate_run(model_name: str, seed: int, params: Params, ckpt_path: Path, da
     card = get_card(model_name)
     ensure_writable_dir(out_dir)
     scorer = Scorer(backend=metrics_backend)
-    sets = {"MDIR": read_manifest(data_dir, "test"), **sdir.load_sets(Path(data_dir) / SDIR_DIR)}
+    sets = scored_sets(data_dir, cfg)
     rows: list[dict[str, Any]] = []
     samples: dict[str, np.ndarray] = {}
     for set_name, pairs in sets.items():
@@ -293,6 +293,17 @@ def budget_rows(model_name: str, ckpt_path: Path, final_step: int, pairs: list[P
     return rows + [{"budget": final_step, **r} for r in final_rows if r["set"] == "MDIR"]
 
 
+def scored_sets(data_dir: Path, cfg: EvaluateConfig) -> dict[str, list[Pair]]:
+    """What evaluate and score_inputs score: the MDIR test split and every SDIR set of ``<data>/sdir`` but
+    ``evaluate.skip_sdir``."""
+    known = (*sdir.DERAIN_SETS, *sdir.DEHAZE_SETS)
+    unknown = [s for s in cfg.skip_sdir if s not in known]
+    if unknown:
+        raise UserError(f"params key evaluate.skip_sdir: unknown SDIR set {unknown[0]!r} (known: {', '.join(known)})")
+    found = sdir.load_sets(Path(data_dir) / SDIR_DIR)
+    return {"MDIR": read_manifest(data_dir, "test"), **{k: v for k, v in found.items() if k not in cfg.skip_sdir}}
+
+
 def score_inputs(params: Params, data_dir: Path, out_dir: Path) -> dict[str, Any]:
     """The "no restoration" baseline: every degraded test input scored against its target, as ``evaluate_run``
     scores a model (same sets, same metrics, same files), so tables and claims can say whether a model beats
@@ -300,7 +311,7 @@ def score_inputs(params: Params, data_dir: Path, out_dir: Path) -> dict[str, Any
     cfg = params.evaluate
     torch.set_num_threads(cfg.threads)
     ensure_writable_dir(out_dir)
-    sets = {"MDIR": read_manifest(data_dir, "test"), **sdir.load_sets(Path(data_dir) / SDIR_DIR)}
+    sets = scored_sets(data_dir, cfg)
     rows: list[dict[str, Any]] = []
     for set_name, pairs in sets.items():
         rows += evaluate_pairs(torch.nn.Identity(), pairs, set_name, 1, scorer=Scorer(), batch=max(1, cfg.batch),

@@ -101,7 +101,7 @@ def _sdir_estimate(spec: TableSpec, res: Results, model: str, testset: str, our_
         return NAN_EST, NOT_AVAILABLE, "average over the four sets not computable on our data"
     ours_set = next((k for k, v in specs.SDIR_LABELS.items() if v == testset), "")
     if ours_set not in have_sets:
-        return NAN_EST, NOT_AVAILABLE, "test set not under the data root"
+        return NAN_EST, NOT_AVAILABLE, "test set not under the data root, or not scored (evaluate.skip_sdir)"
     est = estimate(res.per_image, model, ours_set, our_metric, res.n_boot, res.ci)
     if not est.ok:
         return est, NOT_RUN, ""
