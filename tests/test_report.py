@@ -572,3 +572,29 @@ def test_level_figure_takes_any_number_of_models() -> None:
     fig = figures.fig_levels(pd.DataFrame(rows))
     assert fig is not None
     assert figures.render(fig, "levels").data[:4] == b"\x89PNG"
+
+
+def test_sensitivity_scores_each_claim_on_its_own_set_with_an_interval_of_the_shift() -> None:
+    """A variant 0.3 dB better than interir everywhere shifts an interir-first claim by +0.3 and a claim with
+    interir second by -0.3, each with an interval of the shift that excludes 0; a Rain100H claim is scored on
+    Rain100H, not on MDIR (where the variant is no different here)."""
+    from pipelines.reporting import claims, trajectories
+
+    rng = np.random.default_rng(5)
+    rows = []
+    photo = rng.normal(20, 1, 12)  # a test image's difficulty is the same for every model and seed
+    for s in range(3):
+        for u in range(12):
+            base = photo[u]
+            for m, off in (("interir", 0.0), ("interir_xtau", 0.3), ("deepsn_net", -0.2), ("interir_como", 0.1)):
+                noise = rng.normal(0, 0.02)
+                rows.append({"model": m, "seed": s, "set": "MDIR", "combination": "haze+rain+noise",
+                             "image": f"s{u}.png", "unit": f"s{u}", "psnr": base + off + noise, "psnr_y": base})
+                rows.append({"model": m, "seed": s, "set": "rain100h", "combination": "", "image": f"r{u}.png",
+                             "unit": f"r{u}", "psnr": base, "psnr_y": base + off + noise})
+    c = claims.load_claims().query("id in ['t4_all', 't7_como', 't3_deepsn']")
+    sens = trajectories.sensitivity(pd.DataFrame(rows), c, 300, 0.95).set_index(["claim", "variant"])
+    first, second, rain = (sens.loc[(k, "interir_xtau")] for k in ("t4_all", "t7_como", "t3_deepsn"))
+    assert first["shift"] == pytest.approx(0.3, abs=0.02) and first["low"] > 0 and first["high"] > first["shift"]
+    assert second["shift"] == pytest.approx(-0.3, abs=0.02) and second["high"] < 0 and second["low"] < second["shift"]
+    assert rain["shift"] == pytest.approx(0.3, abs=0.02) and rain["low"] > 0 and rain["ci_unit"].startswith("image")

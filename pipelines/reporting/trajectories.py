@@ -54,9 +54,9 @@ def load_trajectories(eval_dir: Path, models: list[str], seeds: list[int]) -> pd
 
 
 def _claim_delta(rows: pd.DataFrame, c: Any, n_boot: int, ci: float) -> Any:
-    """The claim's delta on ``rows`` (one budget): combinations averaged for an every-combination claim."""
+    """The claim's delta on ``rows`` (its own test set): combinations averaged for an every-combination claim."""
     comb = "" if c.kind == "gain_all" else c.combination
-    return difference(rows, c.model_a, c.model_b, "MDIR", c.metric, n_boot, ci, comb)
+    return difference(rows, c.model_a, c.model_b, c.set, c.metric, n_boot, ci, comb)
 
 
 def claim_trajectories(traj: pd.DataFrame, claims: pd.DataFrame, n_boot: int, ci: float) -> pd.DataFrame:
@@ -145,7 +145,11 @@ def power_text(row: pd.Series) -> str:
 
 
 def sensitivity(per_image: pd.DataFrame, claims: pd.DataFrame, n_boot: int, ci: float) -> pd.DataFrame:
-    """How far each :data:`VARIANTS` model, standing in for ``interir``, moves every quality claim with it."""
+    """How far each :data:`VARIANTS` model, standing in for ``interir``, moves every quality claim with it.
+
+    ``shift`` = the claim's delta with the variant minus its delta with ``interir``; ``low``/``high`` are the
+    interval of the shift itself: the paired difference variant - interir on the claim's images (negated when
+    ``interir`` is the claim's second model), resampling units and both models' seeds."""
     cols = ["claim", "variant", "detail", "delta_interir", "delta_variant", "shift", "low", "high", "ci_unit"]
     present = [v for v in VARIANTS if not per_image.empty and (per_image["model"] == v).any()]
     rows = []
@@ -157,9 +161,12 @@ def sensitivity(per_image: pd.DataFrame, claims: pd.DataFrame, n_boot: int, ci: 
             swapped = c._replace(model_a=v if c.model_a == "interir" else c.model_a,
                                  model_b=v if c.model_b == "interir" else c.model_b)
             est = _claim_delta(per_image, swapped, n_boot, ci)
+            sign = 1.0 if c.model_a == "interir" else -1.0
+            move = _claim_delta(per_image, c._replace(model_a=v, model_b="interir"), n_boot, ci)
+            low, high = sorted((sign * move.low, sign * move.high))
             rows.append({"claim": c.id, "variant": v, "detail": VARIANTS[v], "delta_interir": base.value,
-                         "delta_variant": est.value, "shift": est.value - base.value, "low": est.low,
-                         "high": est.high, "ci_unit": est.resampled})
+                         "delta_variant": est.value, "shift": est.value - base.value, "low": low,
+                         "high": high, "ci_unit": move.resampled})
     return pd.DataFrame(rows, columns=cols)
 
 
