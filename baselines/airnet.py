@@ -31,7 +31,6 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.ops import deform_conv2d
 
 from interir.registry import ModelCard, Recipe, register_model
 
@@ -97,6 +96,10 @@ class ModulatedDeformConv(nn.Module):
         offset, mask = om[:, : 2 * taps], torch.sigmoid(om[:, 2 * taps :])
         if self.impl == "grid_sample":
             return deform_conv2d_sampled(x, offset, self.weight, mask, self.k // 2)
+        # imported here: torchvision imports torch._dynamo (2.5 s), which every process that loads the registry
+        # (each train and evaluate stage) would pay for a kernel only the paper preset uses
+        from torchvision.ops import deform_conv2d
+
         return deform_conv2d(x, offset, self.weight, padding=self.k // 2, mask=mask)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from skimage import color, data, filters
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from pipelines.engine.metrics import Scorer, gaussian_1d, psnr_closed_form, rgb_to_y, ssim_fast, ssim_per_channel
+from pipelines.engine.metrics import Scorer, gaussian_1d, psnr, psnr_closed_form, rgb_to_y, ssim_fast, ssim_per_channel
 
 pytestmark = pytest.mark.calibration
 
@@ -53,6 +54,31 @@ def scorers() -> dict[str, Scorer]:
 def _y_matlab(a: np.ndarray) -> np.ndarray:
     """MATLAB rgb2ycbcr luma on uint8 input, rounded to integers as MATLAB's uint8 output."""
     return np.round(color.rgb2ycbcr(a)[..., 0])
+
+
+def test_psnr_is_pyiqas_bit_for_bit() -> None:
+    from pyiqa.archs.psnr_arch import psnr as pyiqa_psnr
+
+    g = torch.Generator().manual_seed(3)
+    for data_range in (1.0, 255.0):
+        x = torch.round(torch.rand(3, 3, 37, 29, generator=g) * 255) / 255 * data_range
+        y = torch.round(torch.rand(3, 3, 37, 29, generator=g) * 255) / 255 * data_range
+        for a, b in ((x, y), (x, x), (y, x)):
+            assert torch.equal(psnr(a, b, data_range=data_range),
+                               pyiqa_psnr(a, b, test_y_channel=False, data_range=data_range))
+
+
+def test_fast_scorer_does_not_import_pyiqa() -> None:
+    """The fast backend scores without pyiqa (and the torchvision it imports): 2.5 s per evaluation process."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from pipelines.engine.metrics import Scorer; "
+            "Scorer()(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)); "
+            "print(sorted(m for m in ('pyiqa', 'torchvision') if m in sys.modules))")
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("backend", ["fast", "pyiqa"])

@@ -13,7 +13,9 @@ Convention (what every reported number means):
   eps at 80 dB (RGB, range 1) or 128 dB (Y, range 255).
 
 Two backends behind one :class:`Scorer` interface:
-- ``"fast"`` (the default): PSNR is pyiqa's own function; the RGB -> Y conversion is pyiqa's
+- ``"fast"`` (the default): PSNR is pyiqa's formula with pyiqa's operations in pyiqa's order (:func:`psnr`,
+  bit-identical to ``pyiqa.archs.psnr_arch.psnr``, tested; importing pyiqa pulls torchvision and costs every
+  evaluation process about 2.5 s); the RGB -> Y conversion is pyiqa's
   formula written per channel (:func:`rgb_to_y`, equal to pyiqa's on all 2^24 uint8 colours but rounding ties,
   tested; it avoids pyiqa's matmul on a permuted copy); SSIM is a float32
   separable Gaussian filter (on the CPU OpenCV's ``sepFilter2D``, one channel at a time; on a GPU
@@ -201,6 +203,13 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
     return (r * 65.481).add_(g * 128.553).add_(b * 24.966).add_(16.0).round_()
 
 
+def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, eps: float = 1e-8) -> torch.Tensor:
+    """Per-image PSNR of (B, C, H, W) batches: ``pyiqa.archs.psnr_arch.psnr`` without the colour conversion,
+    the same torch operations in the same order, so the same bits (tests/test_metrics.py)."""
+    mse = torch.mean((x - y) ** 2, dim=[1, 2, 3])
+    return 10 * torch.log10(data_range**2 / (mse + eps))
+
+
 def psnr_closed_form(mse: float, data_range: float = 1.0, eps: float = 1e-8) -> float:
     """``10 log10(range^2 / (mse + eps))``: what pyiqa computes (eps caps identical images)."""
     return 10.0 * math.log10(data_range**2 / (mse + eps))
@@ -217,13 +226,11 @@ class Scorer:
         if backend not in BACKENDS:
             raise ValueError(f"unknown metrics backend {backend!r} (choose {', '.join(BACKENDS)})")
         env.apply_defaults()
-        import pyiqa  # heavy import (torchvision, cv2): only when scoring
-        from pyiqa.archs.psnr_arch import psnr
-
         self.device = torch.device(device)
         self.backend = backend
-        self._psnr_fn = psnr
         if backend == "pyiqa":
+            import pyiqa  # heavy import (torchvision, cv2): only for the reference backend
+
             mk = lambda *a, **k: pyiqa.create_metric(*a, device=self.device, as_loss=False, **k)  # noqa: E731
             self._psnr = mk("psnr", test_y_channel=False)
             self._psnr_y = mk("psnr", test_y_channel=True, color_space="ycbcr", data_range=255)
@@ -256,9 +263,9 @@ class Scorer:
             x, y = qx / 255.0, qy / 255.0
             xy, yy = rgb_to_y(x), rgb_to_y(y)  # rounded, as pyiqa's to_y_channel
             out = {
-                "psnr": self._psnr_fn(x, y, test_y_channel=False, data_range=1.0),
+                "psnr": psnr(x, y, data_range=1.0),
                 "ssim": ssim_per_channel(qx, qy).mean(dim=1),
-                "psnr_y": self._psnr_fn(xy, yy, test_y_channel=False, data_range=255.0),
+                "psnr_y": psnr(xy, yy, data_range=255.0),
                 "ssim_y": ssim_per_channel(xy, yy)[:, 0],
             }
         return {k: v.flatten().cpu() for k, v in out.items()}
