@@ -68,17 +68,20 @@ def test_psnr_is_pyiqas_bit_for_bit() -> None:
                                pyiqa_psnr(a, b, test_y_channel=False, data_range=data_range))
 
 
-def test_fast_scorer_does_not_import_pyiqa() -> None:
-    """The fast backend scores without pyiqa (and the torchvision it imports): 2.5 s per evaluation process."""
+def test_stage_imports_skip_pyiqa_and_torchvision() -> None:
+    """What every train and evaluate process loads (the registry with every model, the fast scorer) imports neither
+    pyiqa nor torchvision, which pulls torch._dynamo: 2.5 s per process."""
     import subprocess
     import sys
 
-    code = ("import sys, torch; from pipelines.engine.metrics import Scorer; "
+    code = ("import sys, torch; from interir.registry import create_model, list_models; "
+            "from pipelines.engine.metrics import Scorer; "
+            "[create_model(m, 'smoke') for m in list_models() if m == 'airnet']; "
             "Scorer()(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)); "
-            "print(sorted(m for m in ('pyiqa', 'torchvision') if m in sys.modules))")
+            "print(len(list_models()) > 10, sorted(m for m in ('pyiqa', 'torchvision') if m in sys.modules))")
     repo = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.strip() == "True []"
 
 
 @pytest.mark.parametrize("backend", ["fast", "pyiqa"])
