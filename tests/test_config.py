@@ -45,6 +45,15 @@ def test_unknown_key_is_named(tmp_path, raw):
         load_params(_write(tmp_path, raw))
 
 
+def test_unknown_skip_sdir_name_fails_when_params_load(tmp_path, raw):
+    """A misspelt evaluate.skip_sdir fails before anything runs, not at the first evaluation after training."""
+    raw["evaluate"]["skip_sdir"] = ["rain100h", "sots"]
+    with pytest.raises(ConfigError, match="evaluate.skip_sdir: unknown SDIR set 'sots'"):
+        load_params(_write(tmp_path, raw))
+    raw["evaluate"]["skip_sdir"] = ["rain100h", "sots-indoor"]
+    assert load_params(_write(tmp_path, raw)).evaluate.skip_sdir == ("rain100h", "sots-indoor")
+
+
 def test_unknown_top_level_key_is_named(tmp_path, raw):
     raw["trian"] = {}
     with pytest.raises(ConfigError, match="trian"):

@@ -344,13 +344,12 @@ def test_tool_thread_count_respects_omp_num_threads(monkeypatch: pytest.MonkeyPa
     assert env.torch_threads() == 16
 
 
-def test_skip_sdir_leaves_a_set_out_and_an_unknown_name_is_a_params_error(tiny_mdir: Path, tmp_path: Path) -> None:
-    """evaluate.skip_sdir: the named SDIR set is not scored (the others and MDIR are); a misspelt name fails."""
+def test_skip_sdir_leaves_a_set_out(tiny_mdir: Path, tmp_path: Path) -> None:
+    """evaluate.skip_sdir: the named SDIR set is not scored (the others and MDIR are)."""
     import dataclasses
     import shutil
 
     from pipelines.common.config import load_params
-    from pipelines.common.env import UserError
     from pipelines.data.manifest import SDIR_DIR
     from pipelines.engine.evaluation import scored_sets
 
@@ -367,5 +366,3 @@ def test_skip_sdir_leaves_a_set_out_and_an_unknown_name_is_a_params_error(tiny_m
     cfg = load_params(REPO / "params.yaml").evaluate
     assert set(scored_sets(data, cfg)) == {"MDIR", "rain100h", "sots-indoor"}
     assert set(scored_sets(data, dataclasses.replace(cfg, skip_sdir=("sots-indoor",)))) == {"MDIR", "rain100h"}
-    with pytest.raises(UserError, match="evaluate.skip_sdir: unknown SDIR set 'sots'"):
-        scored_sets(data, dataclasses.replace(cfg, skip_sdir=("sots",)))

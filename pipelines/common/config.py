@@ -164,6 +164,16 @@ class EvaluateConfig:
     # pipelines.data.sdir: rain100h, sots-indoor, ...); synthesis still holds their targets out of training.
     skip_sdir: tuple[str, ...]
 
+    def __post_init__(self) -> None:
+        if self.skip_sdir:  # checked here, before anything is trained: a typo would otherwise fail at evaluate
+            from pipelines.data.sdir import DEHAZE_SETS, DERAIN_SETS  # the owner of the set names
+
+            known = (*DERAIN_SETS, *DEHAZE_SETS)
+            unknown = [s for s in self.skip_sdir if s not in known]
+            if unknown:
+                raise ConfigError(f"params key evaluate.skip_sdir: unknown SDIR set {unknown[0]!r} "
+                                  f"(known: {', '.join(known)})")
+
 
 @dataclass(frozen=True)
 class ProfilingConfig:

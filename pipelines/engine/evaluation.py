@@ -296,10 +296,6 @@ def budget_rows(model_name: str, ckpt_path: Path, final_step: int, pairs: list[P
 def scored_sets(data_dir: Path, cfg: EvaluateConfig) -> dict[str, list[Pair]]:
     """What evaluate and score_inputs score: the MDIR test split and every SDIR set of ``<data>/sdir`` but
     ``evaluate.skip_sdir``."""
-    known = (*sdir.DERAIN_SETS, *sdir.DEHAZE_SETS)
-    unknown = [s for s in cfg.skip_sdir if s not in known]
-    if unknown:
-        raise UserError(f"params key evaluate.skip_sdir: unknown SDIR set {unknown[0]!r} (known: {', '.join(known)})")
     found = sdir.load_sets(Path(data_dir) / SDIR_DIR)
     return {"MDIR": read_manifest(data_dir, "test"), **{k: v for k, v in found.items() if k not in cfg.skip_sdir}}
 
