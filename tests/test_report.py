@@ -563,6 +563,20 @@ def test_trend_and_power_rules() -> None:
     # (a row from a DataFrame carries NaN, not None, where a count is undefined: the text still reads)
 
 
+def test_ledger_builds_when_no_claim_has_results() -> None:
+    """One model run (no claim can be scored): power has no rows but its columns, and the ledger gets empty trend
+    and cost columns instead of the report stage failing (the slow workflow test's one-model project)."""
+    from pipelines.reporting import build, trajectories
+
+    rows = [{"model": "nafnet", "seed": 0, "set": "MDIR", "combination": "haze", "image": f"s{u}.png",
+             "unit": f"s{u}", "psnr": 20.0} for u in range(4)]
+    need = trajectories.power(pd.DataFrame(rows), claims.load_claims())
+    assert need.empty and "claim" in need.columns
+    ledger = pd.DataFrame({"id": ["t4_all"], "verdict": [claims.INCONCLUSIVE]})
+    out = build.with_trends_and_power(ledger, pd.DataFrame(), pd.DataFrame(rows))
+    assert out.loc[0, "to_decide"] == "" and out.loc[0, "trend"] == ""
+
+
 def test_level_figure_takes_any_number_of_models() -> None:
     """Eleven models and the input (the smoke pipeline's) each get their own colour."""
     from pipelines.reporting import figures

@@ -109,6 +109,8 @@ def _spreads(per_image: pd.DataFrame, c: Any) -> tuple[float, float, int, int] |
 def power(per_image: pd.DataFrame, claims: pd.DataFrame, effect_col: str = "paper_value") -> pd.DataFrame:
     """For every quality claim: the units (at today's seeds) and seeds (at today's units) that would decide the
     paper's effect size with 80% power at 95%, from the observed spreads (see the module doc)."""
+    cols = ["claim", "paper_effect", "se_now", "unit_sd", "seed_sd", "units_now", "seeds_now",
+            "units_needed_at_these_seeds", "seeds_needed_at_these_units", "decidable_now"]
     rows = []
     for c in claims.itertuples(index=False):
         d = float(getattr(c, effect_col)) if c.kind == "gain" else float("nan")
@@ -126,7 +128,7 @@ def power(per_image: pd.DataFrame, claims: pd.DataFrame, effect_col: str = "pape
         rows.append({"claim": c.id, "paper_effect": d, "se_now": se_now, "unit_sd": s_u, "seed_sd": s_s,
                      "units_now": n, "seeds_now": k, "units_needed_at_these_seeds": units_needed,
                      "seeds_needed_at_these_units": seeds_needed, "decidable_now": Z_DECIDE * se_now <= abs(d)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=cols)  # the columns even when no claim has data (one model run)
 
 
 def power_text(row: pd.Series) -> str:
